@@ -1,0 +1,23 @@
+# Two commands do all the set-up:  `make app` runs the demo, `make test` runs the test suite.
+# Each creates .venv and installs what it needs the first time (torch comes from this machine's disk).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+.PHONY: install app test lint bench
+install: $(STAMP)
+
+app: $(STAMP)
+	$(PY) demos/app.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check core playground demos tests benchmarks
