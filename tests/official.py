@@ -35,8 +35,9 @@ def regenerate_state_dict(name: str) -> dict[str, torch.Tensor]:
             tensor = torch.tensor(entry["values"], dtype=dtype).reshape(entry["shape"])
         flat = tensor.reshape(-1)
         assert flat[:4].tolist() == entry["first4"], f"{key}: first4 differs"
-        np.testing.assert_allclose(tensor.double().sum().item(), entry["sum_f64"], rtol=1e-9, atol=1e-12,
-                                   err_msg=f"{key}: sum_f64 differs")
+        np.testing.assert_allclose(
+            tensor.double().sum().item(), entry["sum_f64"], rtol=1e-9, atol=1e-12, err_msg=f"{key}: sum_f64 differs"
+        )
         state[key] = tensor
     return state
 

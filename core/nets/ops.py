@@ -24,16 +24,18 @@ def make_kernel(taps: Sequence[float]) -> torch.Tensor:
     return k / k.sum()
 
 
-def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2,
-                     scale: float = SQRT2) -> torch.Tensor:
+def fused_leaky_relu(
+    x: torch.Tensor, bias: torch.Tensor | None = None, negative_slope: float = 0.2, scale: float = SQRT2
+) -> torch.Tensor:
     """Bias add + leaky ReLU + gain, the `fused_bias_act` of StyleGAN2."""
     if bias is not None:
         x = x + bias.view(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
     return F.leaky_relu(x, negative_slope) * scale
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """Upsample by zero insertion, pad (negative crops), FIR filter, downsample; per channel.
 
     Same maths as the official `upfirdn2d` (true convolution, i.e. the kernel is flipped), with the

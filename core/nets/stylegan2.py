@@ -41,8 +41,15 @@ class PixelNorm(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer whose weights are scaled at run time (equalised lr); `lr_mul` slows the mapping net."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
-                 lr_mul: float = 1.0, activation: bool = False):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: bool = False,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
@@ -58,8 +65,15 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, bias: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -112,8 +126,16 @@ class ModulatedConv2d(nn.Module):
     training path, cheaper for weight gradients at large batch).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
-                 demodulate: bool = True, upsample: bool = False, blur_kernel: Sequence[int] = (1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        style_dim: int,
+        demodulate: bool = True,
+        upsample: bool = False,
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.demodulate, self.upsample = demodulate, upsample
@@ -177,11 +199,20 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, style_dim: int,
-                 upsample: bool = False, blur_kernel: Sequence[int] = (1, 3, 3, 1), conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        style_dim: int,
+        upsample: bool = False,
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, out_channels, kernel_size, style_dim, upsample=upsample,
-                                    blur_kernel=blur_kernel)
+        self.conv = ModulatedConv2d(
+            in_channels, out_channels, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channels)
         self.conv_clamp = conv_clamp
@@ -194,8 +225,14 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channels: int, style_dim: int, upsample: bool = True,
-                 blur_kernel: Sequence[int] = (1, 3, 3, 1), conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        style_dim: int,
+        upsample: bool = True,
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
@@ -223,22 +260,39 @@ class Generator(nn.Module):
     are the two halves for inversion code, which works in W / W+ directly.
     """
 
-    def __init__(self, size: int, style_dim: int = 512, n_mlp: int = 8, channel_base: int = 32768,
-                 channel_max: int = 512, lr_mlp: float = 0.01, blur_kernel: Sequence[int] = (1, 3, 3, 1),
-                 conv_clamp: float | None = None):
+    def __init__(
+        self,
+        size: int,
+        style_dim: int = 512,
+        n_mlp: int = 8,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        lr_mlp: float = 0.01,
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         if size < 4 or size & (size - 1):
             raise ValueError(f"size must be a power of two >= 4, got {size}")
-        self.config = dict(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_base=channel_base,
-                           channel_max=channel_max, lr_mlp=lr_mlp, blur_kernel=list(blur_kernel),
-                           conv_clamp=conv_clamp)
+        self.config = dict(
+            size=size,
+            style_dim=style_dim,
+            n_mlp=n_mlp,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            lr_mlp=lr_mlp,
+            blur_kernel=list(blur_kernel),
+            conv_clamp=conv_clamp,
+        )
         self.size, self.style_dim = size, style_dim
         self.channels = channel_widths(size, channel_base, channel_max)
-        self.style = nn.Sequential(PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True)
-                                                  for _ in range(n_mlp)])
+        self.style = nn.Sequential(
+            PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)]
+        )
         self.input = ConstantInput(self.channels[4])
-        self.conv1 = StyledConv(self.channels[4], self.channels[4], 3, style_dim, blur_kernel=blur_kernel,
-                                conv_clamp=conv_clamp)
+        self.conv1 = StyledConv(
+            self.channels[4], self.channels[4], 3, style_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp
+        )
         self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False, conv_clamp=conv_clamp)
         self.log_size = int(math.log2(size))
         self.num_layers = (self.log_size - 2) * 2 + 1
@@ -251,8 +305,9 @@ class Generator(nn.Module):
         in_ch = self.channels[4]
         for i in range(3, self.log_size + 1):
             out_ch = self.channels[2**i]
-            self.convs.append(StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel,
-                                         conv_clamp=conv_clamp))
+            self.convs.append(
+                StyledConv(in_ch, out_ch, 3, style_dim, upsample=True, blur_kernel=blur_kernel, conv_clamp=conv_clamp)
+            )
             self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp))
             self.to_rgbs.append(ToRGB(out_ch, style_dim, blur_kernel=blur_kernel, conv_clamp=conv_clamp))
             in_ch = out_ch
@@ -262,8 +317,13 @@ class Generator(nn.Module):
 
     # -- halves ------------------------------------------------------------------------------------
 
-    def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                w_avg: torch.Tensor | None = None) -> torch.Tensor:
+    def mapping(
+        self,
+        z: torch.Tensor,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        w_avg: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """z [B, style_dim] -> w [B, style_dim], or W+ [B, n_latent, style_dim] when truncation is cut off."""
         w = self.style(z)
         if truncation_psi == 1:
@@ -282,8 +342,9 @@ class Generator(nn.Module):
         z = torch.randn(n, self.style_dim, generator=g).to(self.w_avg.device)
         return self.style(z).mean(0, keepdim=True)
 
-    def synthesis(self, ws: torch.Tensor, noise_mode: NoiseMode = "const",
-                  noise: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+    def synthesis(
+        self, ws: torch.Tensor, noise_mode: NoiseMode = "const", noise: Sequence[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
         """W ([B, D], broadcast) or W+ ([B, n_latent, D]) -> image [B, 3, size, size].
 
         noise_mode: 'const' uses the stored `noises` buffers, 'random' draws fresh noise, 'none' zeros;
@@ -298,8 +359,9 @@ class Generator(nn.Module):
         out = self.conv1(self.input(ws.shape[0]), ws[:, 0], noise[0])
         skip = self.to_rgb1(out, ws[:, 1])
         i = 1
-        for conv_up, conv, noise_up, noise_1, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2],
-                                                            noise[2::2], self.to_rgbs):
+        for conv_up, conv, noise_up, noise_1, to_rgb in zip(
+            self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs, strict=True
+        ):
             out = conv_up(out, ws[:, i], noise_up)
             out = conv(out, ws[:, i + 1], noise_1)
             skip = to_rgb(out, ws[:, i + 2], skip)
@@ -319,10 +381,17 @@ class Generator(nn.Module):
 
     # -- rosinality-compatible call ----------------------------------------------------------------
 
-    def forward(self, styles: Sequence[torch.Tensor], return_latents: bool = False, inject_index: int | None = None,
-                truncation: float = 1.0, truncation_latent: torch.Tensor | None = None,
-                input_is_latent: bool = False, noise: Sequence[torch.Tensor | None] | None = None,
-                randomize_noise: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        styles: Sequence[torch.Tensor],
+        return_latents: bool = False,
+        inject_index: int | None = None,
+        truncation: float = 1.0,
+        truncation_latent: torch.Tensor | None = None,
+        input_is_latent: bool = False,
+        noise: Sequence[torch.Tensor | None] | None = None,
+        randomize_noise: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """rosinality's `Generator.forward`: a list of one (or two, for style mixing) z / w / W+ batches."""
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
@@ -334,8 +403,13 @@ class Generator(nn.Module):
         else:
             if inject_index is None:
                 inject_index = random.randint(1, self.n_latent - 1)
-            latent = torch.cat([styles[0].unsqueeze(1).repeat(1, inject_index, 1),
-                                styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)], 1)
+            latent = torch.cat(
+                [
+                    styles[0].unsqueeze(1).repeat(1, inject_index, 1),
+                    styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1),
+                ],
+                1,
+            )
         image = self.synthesis(latent, noise_mode="random" if randomize_noise else "const", noise=noise)
         return image, (latent if return_latents else None)
 
@@ -345,16 +419,27 @@ class Generator(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
-                 blur_kernel: Sequence[int] = (1, 3, 3, 1), bias: bool = True, activate: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        downsample: bool = False,
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+        bias: bool = True,
+        activate: bool = True,
+    ):
         layers: list[nn.Module] = []
         stride, padding = 1, kernel_size // 2
         if downsample:
             p = (len(blur_kernel) - 2) + (kernel_size - 1)
             layers.append(Blur(blur_kernel, pad=((p + 1) // 2, p // 2)))
             stride, padding = 2, 0
-        layers.append(EqualConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                                  bias=bias and not activate))
+        layers.append(
+            EqualConv2d(
+                in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias and not activate
+            )
+        )
         if activate:
             layers.append(FusedLeakyReLU(out_channels, bias=bias))
         super().__init__(*layers)
@@ -365,8 +450,9 @@ class ResBlock(nn.Module):
         super().__init__()
         self.conv1 = ConvLayer(in_channels, in_channels, 3)
         self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_kernel=blur_kernel)
-        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, activate=False, bias=False,
-                              blur_kernel=blur_kernel)
+        self.skip = ConvLayer(
+            in_channels, out_channels, 1, downsample=True, activate=False, bias=False, blur_kernel=blur_kernel
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
@@ -375,11 +461,22 @@ class ResBlock(nn.Module):
 class Discriminator(nn.Module):
     """Residual StyleGAN2 discriminator with minibatch standard deviation (rosinality layout)."""
 
-    def __init__(self, size: int, channel_base: int = 32768, channel_max: int = 512,
-                 blur_kernel: Sequence[int] = (1, 3, 3, 1), stddev_group: int = 4):
+    def __init__(
+        self,
+        size: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+        stddev_group: int = 4,
+    ):
         super().__init__()
-        self.config = dict(size=size, channel_base=channel_base, channel_max=channel_max,
-                           blur_kernel=list(blur_kernel), stddev_group=stddev_group)
+        self.config = dict(
+            size=size,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            blur_kernel=list(blur_kernel),
+            stddev_group=stddev_group,
+        )
         channels = channel_widths(size, channel_base, channel_max)
         convs: list[nn.Module] = [ConvLayer(3, channels[size], 1)]
         in_ch = channels[size]
@@ -389,8 +486,9 @@ class Discriminator(nn.Module):
         self.convs = nn.Sequential(*convs)
         self.stddev_group, self.stddev_feat = stddev_group, 1
         self.final_conv = ConvLayer(in_ch + 1, channels[4], 3)
-        self.final_linear = nn.Sequential(EqualLinear(channels[4] * 16, channels[4], activation=True),
-                                          EqualLinear(channels[4], 1))
+        self.final_linear = nn.Sequential(
+            EqualLinear(channels[4] * 16, channels[4], activation=True), EqualLinear(channels[4], 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.convs(x)
