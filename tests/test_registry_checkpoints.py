@@ -1,0 +1,119 @@
+"""Registry resolution/download and the project's own checkpoint format; no test touches the network."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import registry
+from core.checkpoints import CheckpointError, load_generator_file, save_generator
+from core.nets.stylegan2 import Generator
+
+
+def tiny_generator() -> Generator:
+    torch.manual_seed(0)
+    g = Generator(16, style_dim=32, n_mlp=2, channel_base=256, channel_max=32).eval()
+    g.w_avg.copy_(g.mean_latent(256)[0])
+    return g
+
+
+def test_own_format_round_trip(tmp_path: Path):
+    g = tiny_generator()
+    ws = g.mapping(torch.randn(2, 32))
+    g2 = load_generator_file(save_generator(g, tmp_path / "g.safetensors"))
+    assert g2.config == g.config
+    torch.testing.assert_close(g2.w_avg, g.w_avg, atol=0, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(g2.synthesis(ws), g.synthesis(ws), atol=0, rtol=0)
+    half = load_generator_file(save_generator(g, tmp_path / "g16.safetensors", half=True))
+    with torch.no_grad():
+        assert (half.synthesis(ws) - g.synthesis(ws)).abs().max() < 0.05
+    assert (tmp_path / "g16.safetensors").stat().st_size < 0.6 * (tmp_path / "g.safetensors").stat().st_size
+
+
+def test_own_format_rejects_other_safetensors(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a stylegan-playground"):
+        load_generator_file(tmp_path / "other.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_generator_file(tmp_path / "broken.safetensors")
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch):
+    """A generator file behind a loopback HTTP server, registered under a test name, with a fresh cache."""
+    root = tmp_path / "www"
+    root.mkdir()
+    g = tiny_generator()
+    save_generator(g, root / "g.safetensors")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STYLEGAN_PLAYGROUND_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("STYLEGAN_PLAYGROUND_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    url = f"http://127.0.0.1:{server.server_address[1]}/g.safetensors"
+
+    def make(sha256: str | None) -> registry.Entry:
+        entry = registry.Entry(
+            name="test-official", kind="generator", description="test", url=url, filename="g.safetensors", sha256=sha256
+        )
+        monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
+        return entry
+
+    yield make, g, root / "g.safetensors"
+    server.shutdown()
+
+
+def test_download_verifies_sha256_and_caches(served):
+    make, g, source = served
+    make(registry.sha256_of(source))
+    loaded = registry.load_generator("test-official")
+    assert registry.resolve("test-official") == registry.cache_dir() / "g.safetensors"
+    ws = g.mapping(torch.randn(1, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.synthesis(ws), g.synthesis(ws))
+
+
+def test_download_with_wrong_sha256_is_refused(served):
+    make, _, _ = served
+    make("0" * 64)
+    with pytest.raises(CheckpointError, match="does not match"):
+        registry.resolve("test-official")
+    assert not (registry.cache_dir() / "g.safetensors").exists()
+    assert not list(registry.cache_dir().glob("*.part"))
+
+
+def test_unknown_hash_is_pinned_on_first_download(served):
+    make, _, source = served
+    make(None)
+    path = registry.resolve("test-official")
+    assert registry._pinned_hashes()["g.safetensors"] == registry.sha256_of(source)
+    path.write_bytes(path.read_bytes()[:-1] + b"!")  # tampered cache copy
+    with pytest.raises(CheckpointError, match="sha256 differs"):
+        registry.resolve("test-official")
+
+
+def test_offline_mode_says_what_to_do(served, monkeypatch):
+    make, _, _ = served
+    make(None)
+    monkeypatch.setenv("STYLEGAN_PLAYGROUND_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="offline mode is on.*Download http://127.0.0.1"):
+        registry.resolve("test-official")
+
+
+def test_names_paths_and_kinds(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="neither a file nor a registry name"):
+        registry.resolve("no-such-model")
+    path = save_generator(tiny_generator(), tmp_path / "mine.safetensors")
+    assert registry.load_generator(path).config["size"] == 16
+    assert registry.available("generator")[0].embedded
