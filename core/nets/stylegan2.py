@@ -147,9 +147,12 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
+    fused: bool | None = None  # None: fused at batch 1 or without grad, else the shared-conv path
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         style = self.modulation(style)
+        fused = self.fused
         if fused is None:
             fused = batch == 1 or not (self.training and torch.is_grad_enabled())
         weight = self.scale * self.weight * style.view(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
