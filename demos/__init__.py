@@ -1,0 +1,1 @@
+"""The Gradio app (`python demos/app.py`) and its tabs."""

@@ -1,0 +1,92 @@
+"""The playground's browser demo: `python demos/app.py [--model NAME_OR_PATH] [--port 7860] [--share]`.
+
+One tab per method, each a module of `demos/tabs/` built over `core`. The same file is the Hugging Face Spaces
+entry (`app_file: demos/app.py`): it finds `core` from its own location and uses the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # `core` and `demos` import without installing the project (Spaces)
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from core import registry  # noqa: E402
+from core.checkpoints import CheckpointError  # noqa: E402
+from demos.common import SHARED_FACES, AppContext, example_photos  # noqa: E402
+from demos.state import ResultCache, session_state  # noqa: E402
+from demos.tabs import explore  # noqa: E402
+
+TABS = (explore,)
+CSS = ".gradio-container {max-width: 1280px !important; margin: auto}"
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    """The Blocks app: a header naming the model, then one tab per module of `TABS`."""
+    g = ctx.generator
+    with gr.Blocks(title="StyleGAN playground") as demo:
+        gr.Markdown(f"# StyleGAN playground\nInvert a face photo into StyleGAN2, then edit it. Model: "
+                    f"**{ctx.model_name}** ({g.size}×{g.size} px) on {ctx.device.type.upper()}.")
+        session = session_state(ctx.results)
+        for tab in TABS:
+            with gr.Tab(tab.TITLE):
+                tab.build(ctx, demo, session)
+    return demo
+
+
+def load_context(model: str, device: str, max_results: int) -> AppContext:
+    """Load the generator (a clear message and exit when it cannot be found) and everything the tabs share."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    try:
+        generator = registry.load_generator(model, device=device)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        entry = registry.REGISTRY.get(model)
+        if entry is not None and entry.embedded and not (REPO_ROOT / entry.path).is_file():
+            others = ", ".join(e.name for e in registry.available("generator") if not e.embedded)
+            sys.exit(f"The embedded face model {entry.path} is not in this checkout yet.\n"
+                     "Start the app on another generator: python demos/app.py --model NAME_OR_PATH, with a generator "
+                     f"file (.safetensors, rosinality .pt, NVIDIA .pkl) or a registry name: {others}.")
+        sys.exit(f"Cannot load the model {model!r}: {error}")
+    generator.requires_grad_(False)
+    return AppContext(generator=generator, model_name=model if model in registry.REGISTRY else Path(model).name,
+                      device=device, results=ResultCache(max_results), examples=example_photos(generator),
+                      heavy_limit=1 if device.type == "cpu" else 2)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="default", help="registry name or generator checkpoint file")
+    parser.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME or "
+                                                     "127.0.0.1; 0.0.0.0 to serve the local network)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--max-results", type=int, default=8,
+                        help="inversion results (tuned generators) kept in memory across all sessions")
+    parser.add_argument("--queue-size", type=int, default=32, help="jobs that may wait in the queue")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    ctx = load_context(args.model, args.device, args.max_results)
+    demo = build_app(ctx)
+    demo.queue(default_concurrency_limit=ctx.heavy_limit * 2, max_size=args.queue_size)
+    allowed = [str(SHARED_FACES)] + sorted({str(Path(p).parent) for p in ctx.examples})
+    _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                                          allowed_paths=allowed, prevent_thread_lock=True, css=CSS,
+                                          footer_links=["api", "settings"])
+    print(f"StyleGAN playground on {ctx.model_name}: open {share_url or local_url}", flush=True)
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

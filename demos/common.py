@@ -1,0 +1,139 @@
+"""What every tab shares: the loaded model (`AppContext`), user-facing errors, progress with cancel, examples."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+from PIL import Image
+
+from core import faces
+from core.checkpoints import CheckpointError
+from core.nets.stylegan2 import Generator
+from demos.state import Cancelled, ResultCache, Session
+
+log = logging.getLogger("demos.app")
+SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+SHARED_EXAMPLES = ("celeba/eval/*.jpg", "lfw/*.jpg", "utkface/*.jpg")  # real, unaligned photos: one of each
+HEAVY_JOB = "heavy"  # concurrency id of the jobs that keep the CPU/GPU busy for seconds (inversion, video)
+
+try:  # on Hugging Face Spaces with ZeroGPU, compute functions borrow a GPU for each call
+    import spaces
+
+    def gpu(fn: Callable) -> Callable:
+        return spaces.GPU(duration=180)(fn)
+except ImportError:
+
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+
+@dataclass
+class AppContext:
+    """The model every tab works with, where it runs, and the bounded store of per-session results."""
+
+    generator: Generator
+    model_name: str
+    device: torch.device
+    results: ResultCache
+    examples: list[str]
+    heavy_limit: int = 1  # how many heavy jobs may run at once
+
+    @property
+    def heavy(self) -> dict[str, Any]:
+        """Event options for a heavy job: queued under one concurrency id, so users wait their turn."""
+        return {"concurrency_id": HEAVY_JOB, "concurrency_limit": self.heavy_limit}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Errors and progress
+
+
+def user_message(message: str, title: str = "Error") -> gr.Error:
+    """An error pop-up for something the user can fix (not printed as a stack trace on the server)."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Every failure reaches the user as a short message (a `gr.Error` pop-up), never a stack trace; unexpected
+    ones are logged in full on the server."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except faces.NoFaceFound:
+            raise user_message("No face found in this photo. Try a sharper photo with one face looking at the "
+                               "camera, not too small and not cut off.", "No face found") from None
+        except faces.ImageError as error:
+            raise user_message(f"This file is not an image we can read: {error}", "Unreadable image") from None
+        except Cancelled:
+            raise user_message("Stopped: nothing was changed.", "Stopped") from None
+        except torch.OutOfMemoryError:
+            raise user_message("Out of memory: try fewer steps or another photo.", "Out of memory") from None
+        except (ValueError, CheckpointError, FileNotFoundError) as error:
+            raise user_message(str(error)) from None
+        except Exception as error:
+            log.exception("unexpected error in %s", fn.__name__)
+            raise user_message(f"Something went wrong on the server ({type(error).__name__}); the details are in "
+                               "the server's log.", "Server error") from None
+
+    return wrapper
+
+
+def progress_callback(progress: gr.Progress, session: Session, desc: str) -> Callable[..., None]:
+    """A callback for core's long loops: moves the progress bar and ends the loop when the user pressed Stop."""
+
+    def callback(step: int, total: int, *_: Any, **__: Any) -> None:
+        session.check_cancelled()
+        progress((step, total), desc=desc)
+
+    return callback
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Latents and images
+
+
+def seeded_z(generator: Generator, seed: int) -> torch.Tensor:
+    """The z [1, style_dim] of a seed: the same face for the same seed on every machine."""
+    z = torch.randn(1, generator.style_dim, generator=torch.Generator().manual_seed(int(seed)))
+    return z.to(generator.w_avg.device)
+
+
+@torch.no_grad()
+def render(generator: Generator, ws: torch.Tensor) -> list[Image.Image]:
+    """W [B, D] or W+ [B, n_latent, D] -> images, with the generator's stored noise (repeatable)."""
+    return [faces.tensor_to_pil(image) for image in generator.synthesis(ws, noise_mode="const")]
+
+
+def example_photos(generator: Generator, count: int = 3) -> list[str]:
+    """Photos for the Invert tab's examples: real photos of ../shared/data/faces when that folder is beside the
+    repo (never copied into it), otherwise faces the model generates in which a face is detected."""
+    if SHARED_FACES.is_dir():
+        found = [next(iter(sorted(SHARED_FACES.glob(pattern))), None) for pattern in SHARED_EXAMPLES]
+        return [str(path) for path in found if path]
+    digest = hashlib.sha1(generator.w_avg.cpu().numpy().tobytes()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / "stylegan-playground-examples" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = []
+    for seed in range(4 * count):
+        path = folder / f"seed{seed}.png"
+        if not path.is_file():
+            w = generator.mapping(seeded_z(generator, seed), truncation_psi=0.6)
+            render(generator, w)[0].save(path)
+        if faces.detect_faces(path):
+            photos.append(str(path))
+        if len(photos) == count:
+            break
+    return photos

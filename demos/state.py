@@ -1,0 +1,84 @@
+"""Per-browser-session state of the app, bounded in memory and released when the session ends.
+
+A `Session` lives in a `gr.State` (one per browser tab or gradio_client): the aligned photo, the edit
+sequence and a cancel flag are small. The heavy part, an inversion result with its tuned-generator weight
+delta, lives in the shared `ResultCache`, which keeps at most `capacity` of them (least recently used are
+dropped first, and the owner is told to run the inversion again) and forgets a session's result as soon as
+gradio deletes the session's state (tab closed, or `time_to_live` passed).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+SESSION_TIME_TO_LIVE_S = 3600  # gradio drops a session's state this long after its last update
+
+
+class Cancelled(Exception):
+    """The user pressed Stop: raised from a progress callback to end a long loop early."""
+
+
+class ResultCache:
+    """Thread-safe LRU of inversion results by session id; the app's only large per-user memory."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, result: Any) -> None:
+        with self._lock:
+            self._items[key] = result
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class Edit:
+    """One committed step of a sequential edit: `strength` along the direction called `name`."""
+
+    name: str
+    strength: float
+
+
+@dataclass
+class Session:
+    """One user's work in progress. Its id keys the user's entry in the shared `ResultCache`."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    photo: Image.Image | None = None  # the aligned crop the inversion runs on
+    method: str | None = None  # the method of the result in the cache
+    edits: list[Edit] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled
+
+
+def session_state(cache: ResultCache) -> gr.State:
+    """A `gr.State` giving every session a fresh `Session` and releasing its cached result when gradio deletes it."""
+    return gr.State(lambda: Session(), time_to_live=SESSION_TIME_TO_LIVE_S,
+                    delete_callback=lambda session: cache.release(session.id))

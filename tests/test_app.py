@@ -1,0 +1,62 @@
+"""The Gradio app driven through gradio_client, as a remote user would: `python demos/app.py` on localhost."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from app_server import REPO_ROOT, running_app, small_generator
+from gradio_client import Client
+from PIL import Image
+
+from core import registry
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(small_generator(tmp_path_factory.mktemp("app") / "G.safetensors")) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(app) -> Client:
+    """A fresh client is a fresh session, with its own state."""
+    return Client(app.url, verbose=False)
+
+
+def pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+
+
+def assert_image(path: str, size: int = 64) -> np.ndarray:
+    image = pixels(path)
+    assert image.shape == (size, size, 3)
+    assert image.std() > 5, "blank image"
+    return image
+
+
+def test_explore_samples_are_seeded(client):
+    samples = client.predict(5, 3, 0.7, api_name="/sample")
+    assert [s["caption"] for s in samples] == ["seed 5", "seed 6", "seed 7"]
+    images = [assert_image(s["image"]) for s in samples]
+    assert np.abs(images[0] - images[1]).mean() > 1, "different seeds gave the same face"
+    again = client.predict(5, 1, 0.7, api_name="/sample")
+    np.testing.assert_array_equal(pixels(again[0]["image"]), images[0])
+
+
+def test_explore_style_mixing(client):
+    face_a, mix, face_b = (assert_image(path) for path in client.predict(1, 2, 3, 0.7, api_name="/mix"))
+    assert np.abs(mix - face_a).mean() > 0.5 and np.abs(mix - face_b).mean() > 0.5
+
+
+def test_missing_default_model_says_what_to_do(monkeypatch):
+    from demos import app
+
+    missing = dataclasses.replace(registry.REGISTRY["default"], path="models/not-here/G_ema.safetensors")
+    monkeypatch.setitem(registry.REGISTRY, "default", missing)
+    with pytest.raises(SystemExit) as exit_:
+        app.load_context("default", "cpu", max_results=1)
+    assert "models/not-here/G_ema.safetensors is not in this checkout" in str(exit_.value)
+    assert "--model" in str(exit_.value)
+    assert (REPO_ROOT / "demos" / "app.py").is_file()
