@@ -1,0 +1,60 @@
+"""Real photos into StyleGAN2: optimisation in W / W+ and Pivotal Tuning Inversion, one entry point and result type.
+
+    from core.inversion import invert
+    result = invert(G, "aligned.png", method="pti", locality=True)   # -> InversionResult
+    result.save("me.safetensors"); images = result.render(G)          # G itself is never modified
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from core.faces import ImageSource, pil_to_tensor
+from core.inversion.optimise import Progress, fit_latents, project
+from core.inversion.pti import PIVOTS, locality_drift, make_pivot, pivotal_tuning
+from core.inversion.result import InversionResult
+from core.nets.stylegan2 import Generator
+
+Method = Literal["w", "w+", "pti"]
+__all__ = ["invert", "as_targets", "project", "pivotal_tuning", "fit_latents", "make_pivot", "locality_drift",
+           "InversionResult", "Progress", "PIVOTS", "Method"]
+
+
+def as_targets(images: ImageSource | torch.Tensor | Sequence[ImageSource | torch.Tensor], size: int) -> torch.Tensor:
+    """Images (paths, PIL, arrays, or tensors [3, H, W] / [N, 3, H, W] in [-1, 1], or a list of them) as one batch
+    [N, 3, size, size] in [-1, 1], resized (antialiased) when their size differs from the generator's."""
+    items = images if isinstance(images, (list, tuple)) else [images]
+    batch = []
+    for item in items:
+        tensor = item if isinstance(item, torch.Tensor) else pil_to_tensor(item)
+        tensor = tensor.float().reshape(-1, *tensor.shape[-3:])
+        if tensor.shape[-2:] != (size, size):
+            tensor = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        batch.append(tensor)
+    return torch.cat(batch)
+
+
+def invert(
+    G: Generator,
+    images: ImageSource | torch.Tensor | Sequence[ImageSource | torch.Tensor],
+    method: Method = "w",
+    *,
+    progress: Progress | None = None,
+    **options,
+) -> InversionResult:
+    """Invert one aligned face (or several: batched W/W+, multi-ID PTI) with G, which is left untouched.
+
+    method 'w' / 'w+': the StyleGAN2 projector (options of `fit_latents`, default 1000 steps); 'pti': a pivot
+    (default: 450 W-projection steps) then generator tuning (options of `pivotal_tuning`: pivot, steps,
+    locality, ...). progress(step, total, losses) is called after every step; returning False stops early.
+    """
+    targets = as_targets(images, G.size).to(next(G.parameters()).device)
+    if method in ("w", "w+"):
+        return project(G, targets, space=method, progress=progress, **options)
+    if method == "pti":
+        return pivotal_tuning(G, targets, progress=progress, **options)
+    raise ValueError(f"method must be 'w', 'w+' or 'pti', not {method!r}")

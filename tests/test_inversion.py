@@ -1,0 +1,176 @@
+"""W / W+ projection, PTI (locality, multi-ID, pivot ablations) and the result object, on tiny random generators.
+
+Step counts are small and, where a test must reach PTI's LPIPS threshold from a *random* generator in a few
+seconds, the tuning lr is raised 10x over the paper's 3e-4 (a trained generator starts far closer to a face).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.inversion import InversionResult, as_targets, invert, locality_drift, make_pivot
+from core.inversion.optimise import TargetLPIPS, noise_regularisation, projector_lr
+from core.measures import lpips_distance
+from core.nets.stylegan2 import Generator
+
+FFHQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "ffhq"
+FAST = dict(lr=3e-3)  # tuning lr for tests (see module docstring)
+
+
+def tiny_generator(size: int = 32, seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    G = Generator(size, style_dim=64, n_mlp=2, channel_base=16 * size, channel_max=64).eval()
+    G.w_avg.copy_(G.mean_latent()[0])
+    return G
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    return tiny_generator()
+
+
+def snapshot(G: Generator) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in G.state_dict().items()} | {"w_avg": G.w_avg.clone()}
+
+
+def faces_or_perturbed(G: Generator, n: int) -> torch.Tensor:
+    """n real aligned faces at G's size, or (without ../shared) generated images with noise on top."""
+    files = sorted(FFHQ.glob("*.png"))[:n]
+    if len(files) == n:
+        return as_targets([str(f) for f in files], G.size)
+    with torch.no_grad():
+        images = G.synthesis(G.mapping(torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(7))))
+    return (images + 0.3 * torch.randn(images.shape, generator=torch.Generator().manual_seed(8))).clamp(-1, 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# building blocks
+
+
+def test_batched_noise_regularisation_equals_official_loop():
+    maps = [torch.randn(2, 1, s, s) for s in (4, 8, 8, 16, 16, 32, 32)]
+    expected = torch.zeros(2)
+    for image in range(2):
+        for m in maps:  # stylegan2-ada projector.py, one map of one image at a time
+            noise = m[image : image + 1]
+            while True:
+                expected[image] += (noise * torch.roll(noise, shifts=1, dims=3)).mean() ** 2
+                expected[image] += (noise * torch.roll(noise, shifts=1, dims=2)).mean() ** 2
+                if noise.shape[2] <= 8:
+                    break
+                noise = torch.nn.functional.avg_pool2d(noise, kernel_size=2)
+    torch.testing.assert_close(noise_regularisation(maps), expected)
+
+
+def test_target_lpips_equals_lpips_distance():
+    a, b = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(TargetLPIPS(b, "alex")(a), lpips_distance(a, b, "alex"))
+
+
+def test_projector_lr_ramps_up_and_down():
+    assert projector_lr(0.0) == 0 and projector_lr(0.5) == 1 and projector_lr(0.99) < 0.01
+    assert 0 < projector_lr(0.02) < 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# inversion claims
+
+
+def test_w_plus_reconstructs_a_mixed_target_better_than_w(G):
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # a different w for every layer: outside W, inside W+
+        target = G.synthesis(G.mapping(torch.randn(G.n_latent, G.style_dim, generator=g)).unsqueeze(0))
+    w = invert(G, target, "w", steps=60)
+    w_plus = invert(G, target, "w+", steps=60)
+    assert w_plus.metrics["lpips"][0] < w.metrics["lpips"][0]
+    assert w_plus.metrics["mse"][0] < w.metrics["mse"][0]
+    assert w.pivot.shape == (1, G.style_dim) and w_plus.pivot.shape == (1, G.n_latent, G.style_dim)
+
+
+def test_pti_brings_a_real_face_below_the_early_stop_threshold():
+    G = tiny_generator(64)
+    target = faces_or_perturbed(G, 1)
+    result = invert(G, target, "pti", project_steps=20, steps=300, **FAST)
+    tuned_steps = len(result.losses["tune"]["lpips"])
+    assert result.metrics["lpips"][0] <= 0.06
+    assert tuned_steps < 300, "stopped early"
+    assert result.losses["tune"]["lpips"][0] > 0.06  # the pivot alone was not enough
+    assert all(not key.startswith(("style.", "noises.")) for key in result.delta)  # synthesis weights only
+    assert all(change.dtype == torch.float16 for change in result.delta.values())
+
+
+def test_locality_regularisation_reduces_drift_on_random_latents(G):
+    target = faces_or_perturbed(G, 1)
+    pivot, _ = make_pivot(G, target, "w", project_steps=20)
+    drift = {}
+    for locality in (False, True):
+        result = invert(G, target, "pti", pivot=pivot, steps=60, early_stop=None, locality=locality, **FAST)
+        drift[locality] = locality_drift(G, result.generator(G), pivot, samples=8)
+    assert drift[True]["lpips"] < 0.8 * drift[False]["lpips"]
+    assert drift[True]["mse"] < 0.8 * drift[False]["mse"]
+
+
+def test_multi_id_tunes_one_generator_for_every_image():
+    G = tiny_generator(64)
+    targets = faces_or_perturbed(G, 2)
+    result = invert(G, targets, "pti", project_steps=20, steps=300, **FAST)
+    assert result.pivot.shape == (2, G.style_dim) and result.reconstruction.shape == targets.shape
+    assert max(result.metrics["lpips"]) <= 0.06
+    # one generator: each reconstruction is that generator's image of that image's pivot
+    torch.testing.assert_close(result.render(G, result.pivot[1:2]), result.reconstruction[1:2])
+
+
+def test_base_generator_is_bit_identical_after_every_method(G):
+    before = snapshot(G)
+    target = faces_or_perturbed(G, 1)
+    runs = [("w", dict(steps=3)), ("w+", dict(steps=3)),
+            ("pti", dict(project_steps=3, steps=3, locality=True, early_stop=None)),
+            ("pti", dict(pivot="F", steps=3, early_stop=None))]
+    for method, options in runs:
+        invert(G, target, method, **options)
+    after = snapshot(G)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in G.parameters())
+
+
+def test_saved_result_reloads_to_the_same_image(G, tmp_path):
+    target = faces_or_perturbed(G, 1)
+    for method, options in [("pti", dict(project_steps=5, steps=5, early_stop=None)), ("w+", dict(steps=5))]:
+        result = invert(G, target, method, **options)
+        loaded = InversionResult.load(result.save(tmp_path / f"{method}.safetensors"))
+        assert torch.equal(loaded.render(G), result.reconstruction)
+        assert torch.equal(loaded.pivot, result.pivot) and loaded.delta.keys() == result.delta.keys()
+        torch.testing.assert_close(loaded.reconstruction, result.reconstruction, atol=2e-3, rtol=0)
+        assert loaded.losses == result.losses and loaded.metrics == result.metrics
+    with pytest.raises(ValueError, match="another generator"):
+        loaded.generator(tiny_generator(seed=1))
+
+
+def test_progress_reports_every_step_and_can_cancel(G):
+    seen = []
+
+    def progress(step, total, values):
+        seen.append((step, total, values["phase"]))
+        return step < 7  # cancel after the 7th step
+
+    result = invert(G, faces_or_perturbed(G, 1), "pti", project_steps=5, steps=10, early_stop=None,
+                    progress=progress)
+    assert [s for s, _, _ in seen] == list(range(1, 8)) and {t for _, t, _ in seen} == {15}
+    assert [p for _, _, p in seen] == ["pivot"] * 5 + ["tune"] * 2
+    assert len(result.losses["tune"]["loss"]) == 2
+
+
+@pytest.mark.parametrize("source", ["A", "B", "C", "D", "E", "F", "encoder"])
+def test_every_pivot_source_tunes(G, source):
+    target = faces_or_perturbed(G, 1)
+    encoder = lambda images: G.w_avg.expand(images.shape[0], G.n_latent, -1)  # stands in for e4e / pSp
+    result = invert(G, target, "pti", pivot=encoder if source == "encoder" else source, project_steps=3, steps=4,
+                    early_stop=None)
+    wplus = source in ("B", "encoder")
+    assert result.pivot.shape == ((1, G.n_latent, G.style_dim) if wplus else (1, G.style_dim))
+    start, _ = make_pivot(G, target, source if source != "encoder" else encoder, project_steps=3)
+    assert torch.equal(result.pivot, start.cpu()) != (source in ("E", "F"))  # only joint pivots move
+    assert result.losses["tune"]["loss"][-1] < result.losses["tune"]["loss"][0]
