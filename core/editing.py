@@ -1,0 +1,188 @@
+"""Latent edit directions: SeFa, GANSpace, InterFaceGAN and loaders for the official direction files.
+
+Every edit is one small type, `Direction`, applied to latents with `apply` (or `apply_sequence`, `traverse`). Edits
+act on W / W+ only, so they work the same with the original generator and with a PTI-tuned one
+(`InversionResult.render(G, edited_ws)`). Official FFHQ directions are 512-D: they fit 512-D generators only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.checkpoints import CheckpointError, read_torch_file
+from core.inversion.optimise import as_wplus
+from core.nets.stylegan2 import EqualLinear, Generator
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A direction in W ([D]) or W+ ([n_latent, D]); `layers` limits the edit to those W+ rows (None: all)."""
+
+    name: str
+    vector: torch.Tensor
+    layers: tuple[int, ...] | None = None
+    source: str = ""
+
+    def __post_init__(self):
+        if self.vector.ndim not in (1, 2):
+            raise ValueError(f"direction {self.name!r}: vector must be [D] or [n_latent, D], got {self.vector.shape}")
+
+
+def apply(ws: torch.Tensor, direction: Direction, strength: float = 1.0, n_latent: int | None = None) -> torch.Tensor:
+    """ws + strength * direction. W stays W unless the edit is per-layer or W+: then the result is W+ ([N, L, D];
+    L from ws, the direction, or `n_latent`)."""
+    vector = direction.vector.to(ws)
+    if vector.shape[-1] != ws.shape[-1]:
+        raise ValueError(f"direction {direction.name!r} is {vector.shape[-1]}-D but the latents are "
+                         f"{ws.shape[-1]}-D (official FFHQ directions need a 512-D generator)")
+    if ws.ndim == 2 and vector.ndim == 1 and direction.layers is None:
+        return ws + strength * vector
+    rows = ws.shape[1] if ws.ndim == 3 else vector.shape[0] if vector.ndim == 2 else n_latent
+    if rows is None:
+        raise ValueError(f"direction {direction.name!r} edits some layers only: pass W+ latents or n_latent")
+    ws = as_wplus(ws, rows)
+    vector = vector.expand(rows, -1) if vector.ndim == 1 else vector
+    if vector.shape[0] != rows:
+        raise ValueError(f"direction {direction.name!r} has {vector.shape[0]} rows, the latents {rows}")
+    if direction.layers is not None:
+        mask = torch.zeros(rows, 1, dtype=ws.dtype, device=ws.device)
+        mask[list(direction.layers)] = 1
+        vector = vector * mask
+    return ws + strength * vector
+
+
+def apply_sequence(
+    ws: torch.Tensor, edits: Sequence[tuple[Direction, float]], n_latent: int | None = None
+) -> torch.Tensor:
+    """Several edits one after the other: a list of (direction, strength)."""
+    for direction, strength in edits:
+        ws = apply(ws, direction, strength, n_latent)
+    return ws
+
+
+def traverse(
+    ws: torch.Tensor, direction: Direction, strengths: Sequence[float], n_latent: int | None = None
+) -> torch.Tensor:
+    """The latents along a direction, [S, N, ...] for S strengths: rows of a grid or frames of a GIF."""
+    return torch.stack([apply(ws, direction, s, n_latent) for s in strengths])
+
+
+# ----------------------------------------------------------------------------------------------------
+# SeFa: closed-form factorisation (Shen & Zhou 2021)
+
+
+def style_affines(G: Generator) -> list[EqualLinear]:
+    """The style affine reading each W+ row: row k feeds conv k; the last row only feeds the final ToRGB."""
+    return [G.conv1.conv.modulation, *(conv.conv.modulation for conv in G.convs), G.to_rgbs[-1].conv.modulation]
+
+
+@torch.no_grad()
+def sefa(G: Generator, layers: Sequence[int] | None = None, k: int = 10) -> list[Direction]:
+    """The k directions W moves the chosen layers' styles most along: top eigenvectors of A^T A, where A stacks the
+    layers' style-affine weights (each output row normalised, as in the official SeFa). Unit vectors [D]."""
+    rows = list(range(G.n_latent)) if layers is None else list(layers)
+    affines = style_affines(G)
+    weight = F.normalize(torch.cat([affines[i].weight for i in rows]).float(), dim=1)
+    eigenvalues, eigenvectors = torch.linalg.eigh(weight.T @ weight)
+    order = eigenvalues.argsort(descending=True)[:k]
+    chosen = None if layers is None else tuple(rows)
+    return [Direction(f"sefa_{i}", eigenvectors[:, j].cpu(), chosen, "sefa") for i, j in enumerate(order.tolist())]
+
+
+# ----------------------------------------------------------------------------------------------------
+# GANSpace: PCA of W (Härkönen et al. 2020)
+
+
+@dataclass(frozen=True)
+class GANSpace:
+    """Principal axes of W: mean [D], unit components [K, D] (largest variance first), their std [K]."""
+
+    mean: torch.Tensor
+    components: torch.Tensor
+    std: torch.Tensor
+
+    def direction(self, index: int, layers: Sequence[int] | None = None) -> Direction:
+        """Component `index` scaled by its std, so a strength counts standard deviations."""
+        return Direction(f"pc{index}", self.components[index] * self.std[index],
+                         tuple(layers) if layers is not None else None, "ganspace")
+
+    def coordinates(self, ws: torch.Tensor) -> torch.Tensor:
+        """Where latents lie along each component, in standard deviations [..., K]."""
+        return (ws - self.mean.to(ws)) @ self.components.to(ws).T / self.std.to(ws)
+
+
+@torch.no_grad()
+def ganspace(G: Generator, n_components: int = 20, samples: int = 20_000, seed: int = 0) -> GANSpace:
+    """PCA of f(z) for seeded samples (an eigendecomposition of the D x D covariance)."""
+    z = torch.randn(samples, G.style_dim, generator=torch.Generator().manual_seed(seed))
+    w = G.style(z.to(G.w_avg.device)).double().cpu()
+    mean = w.mean(0)
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov((w - mean).T))
+    order = eigenvalues.argsort(descending=True)[:n_components]
+    return GANSpace(mean.float(), eigenvectors[:, order].T.float(), eigenvalues[order].clamp_min(0).sqrt().float())
+
+
+# ----------------------------------------------------------------------------------------------------
+# InterFaceGAN: a linear boundary's normal (Shen et al. 2020)
+
+
+def linear_boundary(latents: torch.Tensor, labels: torch.Tensor, name: str = "boundary", steps: int = 100) -> Direction:
+    """Unit normal of the hyperplane separating latents [N, D] with labels [N] (1 / 0), from an L2-regularised
+    logistic regression on standardised latents (InterFaceGAN fits a linear SVM; the normal plays the same role)."""
+    x, y = latents.detach().double().cpu(), labels.detach().double().cpu()
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    x = (x - mean) / std
+    weight = torch.zeros(x.shape[1], dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(1, dtype=x.dtype, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ weight + bias, y) + 1e-3 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    normal = weight.detach() / std  # back to latent coordinates
+    return Direction(name, (normal / normal.norm()).float(), None, "interfacegan")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Official direction files (never unpickled beyond plain tensors)
+
+
+def load_interfacegan(path: str | Path, name: str | None = None) -> Direction:
+    """An InterFaceGAN / PTI boundary `.pt`: a tensor [1, 512] (W) or [1, 18, 512] (W+, e.g. `pose.pt`)."""
+    tensor = read_torch_file(path)
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim not in (2, 3) or tensor.shape[0] != 1:
+        raise CheckpointError(f"{path}: expected an InterFaceGAN tensor [1, D] or [1, L, D], got {_describe(tensor)}")
+    return Direction(name or Path(path).stem, tensor[0].float(), None, "interfacegan")
+
+
+def load_ganspace(path: str | Path) -> GANSpace:
+    """A GANSpace `*_pca.pt`: {'mean': [1, D], 'comp': [K, 1, D], 'std': [K]}."""
+    data = read_torch_file(path)
+    if not isinstance(data, dict) or not {"mean", "comp", "std"} <= data.keys():
+        raise CheckpointError(f"{path}: expected a GANSpace dict with mean, comp, std; got {_describe(data)}")
+    return GANSpace(data["mean"].reshape(-1).float(), data["comp"].flatten(1).float(), data["std"].float())
+
+
+def load_w_plus(path: str | Path) -> torch.Tensor:
+    """StyleCLIP global directions' `w_plus.npy`: the W+ codes [N, 18, 512] its channel directions are measured on
+    (also handy as real-looking pivots). Read with allow_pickle=False."""
+    array = np.load(path, allow_pickle=False)
+    if array.ndim != 3:
+        raise CheckpointError(f"{path}: expected W+ codes [N, L, D], got an array of shape {array.shape}")
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, torch.Tensor):
+        return f"a tensor {tuple(obj.shape)}"
+    return f"a {type(obj).__name__} with keys {list(obj)[:6]}" if isinstance(obj, dict) else type(obj).__name__
