@@ -6,11 +6,15 @@ seconds, the tuning lr is raised 10x over the paper's 3e-4 (a trained generator 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+from core.__main__ import main
+from core.checkpoints import save_generator
 from core.inversion import InversionResult, as_targets, invert, locality_drift, make_pivot
 from core.inversion.optimise import TargetLPIPS, noise_regularisation, projector_lr
 from core.measures import lpips_distance
@@ -174,3 +178,23 @@ def test_every_pivot_source_tunes(G, source):
     start, _ = make_pivot(G, target, source if source != "encoder" else encoder, project_steps=3)
     assert torch.equal(result.pivot, start.cpu()) != (source in ("E", "F"))  # only joint pivots move
     assert result.losses["tune"]["loss"][-1] < result.losses["tune"]["loss"][0]
+
+
+def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):
+    photos = sorted((FFHQ.parent / "lfw").glob("*.jpg"))[:1]
+    if not photos:
+        pytest.skip(f"no LFW photos under {FFHQ.parent / 'lfw'} (needs ../shared/)")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "face.jpg").write_bytes(photos[0].read_bytes())
+    Image.new("RGB", (200, 200), (90, 120, 200)).save(folder / "sky.png")  # no face: reported, the rest goes on
+    model = save_generator(G, tmp_path / "G.safetensors")
+    code = main(["invert", str(folder), "--model", str(model), "--method", "pti", "--steps", "2",
+                 "--pivot-steps", "2", "--out", str(tmp_path / "out")])
+    assert code == 1  # one photo was skipped
+    written = sorted(p.name for p in (tmp_path / "out" / "face").iterdir())
+    assert written == ["aligned.png", "metrics.json", "reconstruction.png", "result.safetensors"]
+    report = json.loads((tmp_path / "out" / "face" / "metrics.json").read_text())
+    assert {"mse", "psnr", "lpips", "ms_ssim", "id_sim"} <= report["metrics"].keys()
+    assert InversionResult.load(tmp_path / "out" / "face" / "result.safetensors").method == "pti"
+    assert not (tmp_path / "out" / "sky").exists()

@@ -245,13 +245,15 @@ def fit_latents(
 
 
 def project(
-    G: Generator, targets: torch.Tensor, *, space: Space = "w", progress: Progress | None = None, **options
+    G: Generator, targets: torch.Tensor, *, space: Space = "w", steps: int = 1000, progress: Progress | None = None,
+    **options,
 ) -> InversionResult:
     """W or W+ inversion of targets [N, 3, H, W] in [-1, 1] (options: see `fit_latents`); G is left untouched."""
     started = time.perf_counter()
-    ws, noise, losses = fit_latents(G, targets, space=space, progress=progress, **options)
+    ws, noise, losses = fit_latents(G, targets, space=space, steps=steps, **options,
+                                    progress=phase_progress(progress, "project", 0, steps))
     seconds = time.perf_counter() - started
     return InversionResult.create(
         space, G, targets, pivot=ws, noise=noise, losses={"project": losses},
-        timings={"project": seconds, "total": seconds}, options={"space": space, **options},
+        timings={"project": seconds, "total": seconds}, options={"space": space, "steps": steps, **options},
     )

@@ -1,0 +1,135 @@
+"""`python -m core COMMAND ...`: command-line tools, thin over the library.
+
+Each command is an `add_<name>_command(subparsers)` that registers its arguments and a `run` function; add new
+ones to `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def photos_in(inputs: list[str]) -> list[Path]:
+    """Files as given, folders expanded to their images (sorted)."""
+    photos = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            photos += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            photos.append(item)
+    return photos
+
+
+def _finite(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+# ----------------------------------------------------------------------------------------------------
+# invert
+
+
+def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "invert", help="align face photos and invert them (W, W+ or PTI)",
+        description="For every photo: FFHQ-align the largest face, invert it, and write <out>/<photo>/ "
+        "aligned.png, reconstruction.png, metrics.json and result.safetensors (an InversionResult).",
+    )
+    parser.add_argument("photos", nargs="+", help="photo files and/or folders of photos")
+    parser.add_argument("--method", choices=["w", "w+", "pti"], default="pti")
+    parser.add_argument("--locality", action="store_true", help="PTI locality regularisation")
+    parser.add_argument("--pivot", default="w", help="PTI pivot: w, w+, mean, random, joint-mean, joint-random or A-F")
+    parser.add_argument("--steps", type=int, help="steps of the main phase: projection (w, w+) or tuning (pti)")
+    parser.add_argument("--pivot-steps", type=int, help="PTI: projection steps for a w / w+ pivot (default 450)")
+    parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--aligned", action="store_true", help="photos are aligned crops already: only resize")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(run=run_invert)
+
+
+def run_invert(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from core.faces import ImageError, NoFaceFound, align_face, load_image, pil_to_tensor, tensor_to_pil
+    from core.inversion import invert
+    from core.measures import score
+    from core.registry import load_generator
+
+    options: dict = {"seed": args.seed}
+    if args.method == "pti":
+        options |= {"pivot": args.pivot, "locality": args.locality}
+        options |= {"steps": args.steps} if args.steps else {}
+        options |= {"project_steps": args.pivot_steps} if args.pivot_steps else {}
+    elif args.steps:
+        options["steps"] = args.steps
+    photos = photos_in(args.photos)
+    if not photos:
+        print("no photos found in " + ", ".join(args.photos), file=sys.stderr)
+        return 2
+    try:
+        G = load_generator(args.model, args.device)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"cannot load the generator {args.model!r}: {err}", file=sys.stderr)
+        return 2
+
+    skipped, used_names = [], set()
+    for photo in photos:
+        try:
+            image = load_image(photo)
+            crop = (image.resize((G.size, G.size), Image.LANCZOS) if args.aligned
+                    else align_face(image, size=G.size).image)
+        except (NoFaceFound, ImageError, FileNotFoundError) as err:
+            print(f"{photo}: skipped: {err}", file=sys.stderr)
+            skipped.append(str(photo))
+            continue
+        name = photo.stem if photo.stem not in used_names else photo.name.replace(".", "_")
+        used_names.add(name)
+        folder = args.out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        crop.save(folder / "aligned.png")
+        with tqdm(desc=f"{photo.name} ({args.method})", unit="step", leave=True) as bar:
+
+            def progress(step: int, total: int, values: dict, bar=bar) -> None:
+                bar.total = total
+                bar.update(step - bar.n)
+                bar.set_postfix(phase=values["phase"], lpips=f"{values['lpips']:.3f}")
+
+            result = invert(G, crop, args.method, progress=progress, **options)
+        tensor_to_pil(result.reconstruction[0]).save(folder / "reconstruction.png")
+        result.metrics |= score(result.reconstruction, pil_to_tensor(crop))
+        result.save(folder / "result.safetensors")
+        report = {"photo": str(photo), "method": args.method, "model": args.model, "options": result.options,
+                  "timings": result.timings, "metrics": {k: _finite(v) for k, v in result.metrics.items()}}
+        (folder / "metrics.json").write_text(json.dumps(report, indent=1))
+        print(f"{photo.name}: lpips {result.metrics['lpips']:.3f}, psnr {result.metrics['psnr']:.1f} dB, "
+              f"{result.timings['total']:.1f} s -> {folder}")
+    done = len(photos) - len(skipped)
+    print(f"{done} photo(s) inverted into {args.out}" + (f", {len(skipped)} skipped: {', '.join(skipped)}"
+                                                          if skipped else ""))
+    return 1 if skipped else 0
+
+
+# ----------------------------------------------------------------------------------------------------
+
+COMMANDS = [add_invert_command]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
