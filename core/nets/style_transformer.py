@@ -122,4 +122,4 @@ def reference_edit_loss(
         "loss_l2_src_attr": F.mse_loss(embed_edit[:, others], embed_src[:, others]),
     }
     loss = sum(w * t for w, t in zip(weights, terms.values(), strict=True))
-    return loss, {**{k: float(v) for k, v in terms.items()}, "loss": float(loss)}
+    return loss, {**{k: v.item() for k, v in terms.items()}, "loss": loss.item()}
