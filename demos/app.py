@@ -21,10 +21,16 @@ from core import registry  # noqa: E402
 from core.checkpoints import CheckpointError  # noqa: E402
 from demos.common import SHARED_FACES, AppContext, example_photos  # noqa: E402
 from demos.state import ResultCache, session_state  # noqa: E402
-from demos.tabs import explore  # noqa: E402
+from demos.tabs import explore, invert  # noqa: E402
 
-TABS = (explore,)
-CSS = ".gradio-container {max-width: 1280px !important; margin: auto}"
+TABS = (invert, explore)
+CSS = """
+.gradio-container {max-width: 1280px !important; margin: auto}
+.face img {width: 100% !important; height: 100% !important; object-fit: contain}
+"""  # .face: small generator outputs (64-256 px) fill their box instead of sitting tiny in its middle
+# gradio's default font ships weights 400 and 600 only; markdown's **bold** (700) then fell back to another font
+THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif",
+                                "system-ui", "sans-serif"])
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.queue(default_concurrency_limit=ctx.heavy_limit * 2, max_size=args.queue_size)
     allowed = [str(SHARED_FACES)] + sorted({str(Path(p).parent) for p in ctx.examples})
     _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                                          allowed_paths=allowed, prevent_thread_lock=True, css=CSS,
+                                          allowed_paths=allowed, prevent_thread_lock=True, css=CSS, theme=THEME,
                                           footer_links=["api", "settings"])
     print(f"StyleGAN playground on {ctx.model_name}: open {share_url or local_url}", flush=True)
     demo.block_thread()

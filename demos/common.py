@@ -24,6 +24,10 @@ log = logging.getLogger("demos.app")
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 SHARED_EXAMPLES = ("celeba/eval/*.jpg", "lfw/*.jpg", "utkface/*.jpg")  # real, unaligned photos: one of each
 HEAVY_JOB = "heavy"  # concurrency id of the jobs that keep the CPU/GPU busy for seconds (inversion, video)
+PROGRESS = gr.Progress()  # default argument that makes gradio pass its progress tracker (stateless as we call it)
+NO_FACE = ("No face found in this photo. Try a sharper photo with one face looking at the camera, not too small "
+           "and not cut off.")
+PHASES = {"pivot": "finding the pivot latent", "tune": "tuning the generator"}  # core's progress phases, for users
 
 try:  # on Hugging Face Spaces with ZeroGPU, compute functions borrow a GPU for each call
     import spaces
@@ -73,8 +77,7 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except faces.NoFaceFound:
-            raise user_message("No face found in this photo. Try a sharper photo with one face looking at the "
-                               "camera, not too small and not cut off.", "No face found") from None
+            raise user_message(NO_FACE, "No face found") from None
         except faces.ImageError as error:
             raise user_message(f"This file is not an image we can read: {error}", "Unreadable image") from None
         except Cancelled:
@@ -92,11 +95,13 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def progress_callback(progress: gr.Progress, session: Session, desc: str) -> Callable[..., None]:
-    """A callback for core's long loops: moves the progress bar and ends the loop when the user pressed Stop."""
+    """A callback for core's long loops (step, total, losses): moves the progress bar, naming the phase core
+    reports, and ends the loop when the user pressed Stop."""
 
-    def callback(step: int, total: int, *_: Any, **__: Any) -> None:
+    def callback(step: int, total: int, values: dict | None = None) -> None:
         session.check_cancelled()
-        progress((step, total), desc=desc)
+        phase = (values or {}).get("phase")
+        progress((step, total), desc=f"{desc}: {PHASES.get(phase, phase)}" if phase else desc)
 
     return callback
 

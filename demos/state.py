@@ -71,10 +71,16 @@ class Session:
     photo: Image.Image | None = None  # the aligned crop the inversion runs on
     method: str | None = None  # the method of the result in the cache
     edits: list[Edit] = field(default_factory=list)
-    cancel: threading.Event = field(default_factory=threading.Event)
+    stop_requested: bool = False  # set by the Stop button, read by the running job's progress callback
+
+    def start_job(self) -> None:
+        self.stop_requested = False
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
 
     def check_cancelled(self) -> None:
-        if self.cancel.is_set():
+        if self.stop_requested:
             raise Cancelled
 
 

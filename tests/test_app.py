@@ -6,8 +6,9 @@ import dataclasses
 
 import numpy as np
 import pytest
-from app_server import REPO_ROOT, running_app, small_generator
-from gradio_client import Client
+from app_server import REPO_ROOT, face_photo, running_app, small_generator
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from core import registry
@@ -48,6 +49,44 @@ def test_explore_samples_are_seeded(client):
 def test_explore_style_mixing(client):
     face_a, mix, face_b = (assert_image(path) for path in client.predict(1, 2, 3, 0.7, api_name="/mix"))
     assert np.abs(mix - face_a).mean() > 0.5 and np.abs(mix - face_b).mean() > 0.5
+
+
+@pytest.fixture(scope="module")
+def inverted(app):
+    """A session in which a real face photo was inverted with a few PTI steps: (client, outputs of /invert)."""
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    client = Client(app.url, verbose=False)
+    return client, client.predict(handle_file(photo), "PTI", False, 20, 20, api_name="/invert")
+
+
+def test_invert_shows_crop_reconstruction_and_measures(inverted):
+    _, (crop, original, reconstruction, measures) = inverted
+    assert_image(crop)
+    np.testing.assert_array_equal(pixels(original), pixels(crop))
+    assert np.abs(assert_image(reconstruction) - pixels(crop)).mean() > 1
+    table = dict(measures["data"])
+    assert table["method"] == "PTI"
+    assert 0 < float(table["MSE ↓"]) < 1 and 0 < float(table["LPIPS ↓"]) < 1 and -1 < float(table["MS-SSIM ↑"]) < 1
+    assert float(table["seconds"]) > 0
+
+
+@pytest.mark.parametrize("make_photo, message", [
+    (lambda path: Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(path),
+     "No face found in this photo"),
+    (lambda path: path.write_bytes(b"GIF89a not really an image"), "photo.png is not an image we can read"),
+    (None, "Upload a photo or pick an example first"),
+])
+def test_bad_photos_give_a_clear_message(app, client, tmp_path, make_photo, message):
+    photo = None
+    if make_photo:
+        photo = tmp_path / "photo.png"
+        make_photo(photo)
+        photo = handle_file(photo)
+    with pytest.raises(AppError, match=message):
+        client.predict(photo, "W", False, 10, 10, api_name="/invert")
+    assert not any("Traceback" in line for line in app.log), "".join(app.log)
 
 
 def test_missing_default_model_says_what_to_do(monkeypatch):

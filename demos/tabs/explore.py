@@ -37,11 +37,11 @@ def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=240):
             seed = gr.Number(0, label="First seed", precision=0, minimum=0)
-            dice = gr.Button("🎲 Random seed", size="sm")
+            dice = gr.Button("Random seed", size="sm")
             count = gr.Slider(1, MAX_SAMPLES, 4, step=1, label="Samples")
             psi = gr.Slider(0, 1, 0.7, step=0.05, label="Truncation ψ")
             go = gr.Button("Generate", variant="primary")
-        gallery = gr.Gallery(label="Samples", columns=4, height="auto", format="png", object_fit="contain", scale=3)
+        gallery = gr.Gallery(label="Samples", columns=4, height=400, format="png", object_fit="contain", scale=3)
 
     sample_inputs = [seed, count, psi]
     dice.click(None, outputs=seed, js="() => Math.floor(Math.random() * 100000)")
@@ -56,7 +56,8 @@ def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
             seed_b = gr.Number(2, label="Seed B", precision=0, minimum=0)
             crossover = gr.Slider(1, generator.n_latent - 1, generator.n_latent // 2, step=1, label="Crossover")
             mix_button = gr.Button("Mix", variant="primary")
-        image_a, image_mix, image_b = (gr.Image(label=label, format="png", height=256, interactive=False, scale=1)
+        image_a, image_mix, image_b = (gr.Image(label=label, format="png", height=256, interactive=False, scale=1,
+                                                elem_classes="face")
                                        for label in ("Face A", "Mix", "Face B"))
 
     gr.on([mix_button.click, crossover.release, demo.load], mix, [seed_a, seed_b, crossover, psi],

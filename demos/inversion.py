@@ -1,0 +1,117 @@
+"""Inverting a photo from the app, shared by the Invert and Compare tabs: the photo picker, the methods, the
+measures table."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+
+from core import faces
+from core.inversion import InversionResult, invert
+from core.measures import score
+from demos.common import NO_FACE, AppContext, gpu, progress_callback, user_errors, user_message
+from demos.state import Session
+
+METHODS: dict[str, dict[str, Any]] = {
+    "W": {"method": "w"},
+    "W+": {"method": "w+"},
+    "PTI": {"method": "pti"},
+    "PTI + locality": {"method": "pti", "locality": True},
+}
+TABLE_HEADERS = ["method", "MSE ↓", "LPIPS ↓", "MS-SSIM ↑", "ID sim ↑", "seconds"]
+MEASURE_KEYS = ("mse", "lpips", "ms_ssim", "id_sim")
+
+
+@dataclass
+class Run:
+    """One method's inversion of one photo, scored against the aligned crop."""
+
+    label: str
+    result: InversionResult
+    scores: dict[str, float]
+
+    @property
+    def reconstruction(self) -> Image.Image:
+        return faces.tensor_to_pil(self.result.reconstruction[0])
+
+    def table_row(self) -> list[str]:
+        """The run's row under TABLE_HEADERS."""
+        values = [f"{self.scores[key]:.4f}" if self.scores[key] == self.scores[key] else "no face"
+                  for key in MEASURE_KEYS]  # NaN: dlib found no face in the reconstruction
+        return [self.label, *values, f"{self.result.timings.get('total', float('nan')):.1f}"]
+
+    def table_column(self) -> list[list[str]]:
+        """The same as (header, value) rows, for one run in a narrow column."""
+        return [list(pair) for pair in zip(TABLE_HEADERS, self.table_row(), strict=True)]
+
+
+def photo_upload(**options: Any) -> gr.Image:
+    """An image upload that hands the file untouched to core's loader (which handles EXIF, 16-bit, CMYK), and
+    answers a file PIL cannot open (corrupt, HEIC, not an image) with a message instead of a bare "Error".
+
+    gradio reads the upload in `preprocess` before any handler runs and has no hook for its errors, so this one
+    component's `preprocess` is wrapped (a subclass would make gradio write a .pyi stub next to this file)."""
+    photo = gr.Image(type="filepath", image_mode=None, **options)
+    read = photo.preprocess
+
+    def preprocess(payload: Any) -> str | None:
+        try:
+            return read(payload)
+        except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
+            name = getattr(payload, "orig_name", None) or "this file"
+            raise user_message(f"{name} is not an image we can read (JPEG, PNG, WebP, ...).",
+                               "Unreadable image") from None
+
+    photo.preprocess = preprocess
+    return photo
+
+
+def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
+    """The FFHQ-aligned crop of the photo's largest face, at the generator's size."""
+    if not photo:
+        raise user_message("Upload a photo or pick an example first.", "No photo")
+    return faces.align_face(photo, size=ctx.generator.size).image
+
+
+@gpu
+def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str, latent_steps: int,
+               tune_steps: int, progress: gr.Progress) -> Run:
+    """Invert the aligned crop with one of `METHODS`; latent_steps are W/W+ steps or PTI's pivot steps."""
+    options = dict(METHODS[label])
+    if options["method"] == "pti":
+        options |= {"project_steps": int(latent_steps), "steps": int(tune_steps)}
+    else:
+        options["steps"] = int(latent_steps)
+    started = time.perf_counter()
+    result = invert(ctx.generator, crop, progress=progress_callback(progress, session, label), **options)
+    result.timings.setdefault("total", time.perf_counter() - started)
+    return Run(label, result, score(result.reconstruction, faces.pil_to_tensor(crop)))
+
+
+def photo_picker(ctx: AppContext, name: str) -> tuple[gr.Image, gr.Image]:
+    """An upload box with the examples under it, and beside it the aligned crop, shown as soon as a photo arrives.
+    Returns (photo, crop), with elem_ids `{name}-photo` and `{name}-crop`."""
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=3):
+            photo = photo_upload(label="Photo", sources=["upload", "clipboard"], height=280, elem_id=f"{name}-photo")
+        crop = gr.Image(label="Aligned face (what the model sees)", format="png", height=280, interactive=False,
+                        elem_classes="face", scale=2, elem_id=f"{name}-crop")
+
+    @user_errors
+    def align(path: str | None) -> Image.Image | None:
+        """The crop preview; no face is a warning (the crop empties), the Invert button will refuse it."""
+        try:
+            return aligned_crop(ctx, path) if path else None
+        except faces.NoFaceFound:
+            gr.Warning(NO_FACE, title="No face found")
+            return None
+
+    if ctx.examples:
+        gr.Examples(ctx.examples, inputs=photo, outputs=crop, fn=align, run_on_click=True, cache_examples=False,
+                    label="Examples (click one)", examples_per_page=6, api_name=False)
+    gr.on([photo.upload, photo.clear], align, photo, crop, api_name=False, show_progress="minimal")
+    return photo, crop
