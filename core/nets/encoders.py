@@ -253,7 +253,11 @@ class EncoderModel(nn.Module):
     def forward(
         self, images: torch.Tensor, resize: bool = True, randomize_noise: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reconstruct: images -> (decoded images, pooled to 256 if `resize`, codes as `encode` gives them)."""
+        """Reconstruct: images -> (decoded images, pooled to 256 if `resize`; codes as `encode` gives them).
+
+        Unlike the official `pSp.forward` (random noise by default), the decoder's fixed noise maps are used
+        unless `randomize_noise`, so a reconstruction is reproducible.
+        """
         codes = self.encode(images)
         out = self.decoder.synthesis(self.to_wplus(codes), noise_mode="random" if randomize_noise else "const")
         return (F.adaptive_avg_pool2d(out, 256) if resize else out), codes
