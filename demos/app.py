@@ -19,11 +19,11 @@ import torch  # noqa: E402
 
 from core import registry  # noqa: E402
 from core.checkpoints import CheckpointError  # noqa: E402
-from demos.common import SHARED_FACES, AppContext, example_photos  # noqa: E402
+from demos.common import SHARED_FACES, AppContext, Page, example_photos  # noqa: E402
 from demos.state import ResultCache, session_state  # noqa: E402
-from demos.tabs import explore, invert  # noqa: E402
+from demos.tabs import compare, edit, explore, invert  # noqa: E402
 
-TABS = (invert, explore)
+TABS = (invert, edit, compare, explore)
 CSS = """
 .gradio-container {max-width: 1280px !important; margin: auto}
 .face img {width: 100% !important; height: 100% !important; object-fit: contain}
@@ -41,8 +41,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                     f"**{ctx.model_name}** ({g.size}×{g.size} px) on {ctx.device.type.upper()}.")
         session = session_state(ctx.results)
         for tab in TABS:
-            with gr.Tab(tab.TITLE):
-                tab.build(ctx, demo, session)
+            with gr.Tab(tab.TITLE) as page_tab:
+                tab.build(ctx, Page(demo, session, page_tab))
+        demo.unload(ctx.stop_jobs)
     return demo
 
 

@@ -6,8 +6,9 @@ import functools
 import hashlib
 import logging
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,37 @@ class AppContext:
     results: ResultCache
     examples: list[str]
     heavy_limit: int = 1  # how many heavy jobs may run at once
+    running: dict[str, Session] = field(default_factory=dict)  # browser session hash -> its session, while a job runs
+
+    @contextmanager
+    def job(self, session: Session, request: gr.Request) -> Iterator[None]:
+        """Mark a long job running for this browser session, so that closing the tab stops it (`stop_jobs`)."""
+        session.start_job()
+        self.running[request.session_hash] = session
+        try:
+            yield
+        finally:
+            self.running.pop(request.session_hash, None)
+
+    def stop_jobs(self, request: gr.Request) -> None:
+        """The tab was closed: its running job, if any, ends at its next step instead of running on for nobody."""
+        session = self.running.get(request.session_hash)
+        if session is not None:
+            session.request_stop()
 
     @property
     def heavy(self) -> dict[str, Any]:
         """Event options for a heavy job: queued under one concurrency id, so users wait their turn."""
         return {"concurrency_id": HEAVY_JOB, "concurrency_limit": self.heavy_limit}
+
+
+@dataclass
+class Page:
+    """Where a tab is built: the app (for load events), the session state every handler takes, the tab itself."""
+
+    demo: gr.Blocks
+    session: gr.State
+    tab: gr.Tab
 
 
 # ---------------------------------------------------------------------------------------------------------------

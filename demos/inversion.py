@@ -4,6 +4,7 @@ measures table."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from PIL import Image
 from core import faces
 from core.inversion import InversionResult, invert
 from core.measures import score
-from demos.common import NO_FACE, AppContext, gpu, progress_callback, user_errors, user_message
+from demos.common import NO_FACE, AppContext, Page, gpu, progress_callback, user_errors, user_message
 from demos.state import Session
 
 METHODS: dict[str, dict[str, Any]] = {
@@ -115,3 +116,27 @@ def photo_picker(ctx: AppContext, name: str) -> tuple[gr.Image, gr.Image]:
                     label="Examples (click one)", examples_per_page=6, api_name=False)
     gr.on([photo.upload, photo.clear], align, photo, crop, api_name=False, show_progress="minimal")
     return photo, crop
+
+
+def step_sliders(name: str, latent: int, tuning: int) -> tuple[gr.Slider, gr.Slider]:
+    """The two step counts of an inversion: latent (W / W+, or PTI's pivot) and PTI's generator tuning."""
+    return (gr.Slider(10, 1000, latent, step=10, label="Latent steps", info="W / W+, or PTI's pivot",
+                      elem_id=f"{name}-latent-steps"),
+            gr.Slider(10, 500, tuning, step=10, label="Tuning steps (PTI)", info="stops early once LPIPS ≤ 0.06",
+                      elem_id=f"{name}-tune-steps"))
+
+
+def job_buttons(label: str) -> tuple[gr.Button, gr.Button]:
+    """A primary button starting a long job and a Stop button beside it (wire them with `wire_job`)."""
+    with gr.Row():
+        return (gr.Button(label, variant="primary", scale=3, min_width=80),
+                gr.Button("Stop", variant="secondary", scale=1, min_width=60))
+
+
+def wire_job(ctx: AppContext, page: Page, buttons: tuple[gr.Button, gr.Button], fn: Callable, inputs: list,
+             outputs: list, api_name: str) -> None:
+    """Run `fn(session, *inputs)` as a queued heavy job; Stop cancels it in gradio and ends its loop in core (the
+    job's progress callback sees the session's stop flag)."""
+    go, stop = buttons
+    running = go.click(fn, [page.session, *inputs], outputs, api_name=api_name, **ctx.heavy)
+    stop.click(Session.request_stop, page.session, None, cancels=[running], queue=False, api_name=False)

@@ -9,10 +9,13 @@ gradio deletes the session's state (tab closed, or `time_to_live` passed).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -73,6 +76,15 @@ class Session:
     edits: list[Edit] = field(default_factory=list)
     stop_requested: bool = False  # set by the Stop button, read by the running job's progress callback
 
+    @property
+    def folder(self) -> Path:
+        """Where this session's downloads (PNG, GIF, MP4) are written; removed with the session."""
+        return Path(tempfile.gettempdir()) / "stylegan-playground" / self.id
+
+    def release(self, cache: ResultCache) -> None:
+        cache.release(self.id)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def start_job(self) -> None:
         self.stop_requested = False
 
@@ -85,6 +97,6 @@ class Session:
 
 
 def session_state(cache: ResultCache) -> gr.State:
-    """A `gr.State` giving every session a fresh `Session` and releasing its cached result when gradio deletes it."""
+    """A `gr.State` giving every session a fresh `Session`, whose result and files go when gradio deletes it."""
     return gr.State(lambda: Session(), time_to_live=SESSION_TIME_TO_LIVE_S,
-                    delete_callback=lambda session: cache.release(session.id))
+                    delete_callback=lambda session: session.release(cache))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from core import registry
+from demos.common import progress_callback
+from demos.state import Cancelled, ResultCache, Session
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +90,75 @@ def test_bad_photos_give_a_clear_message(app, client, tmp_path, make_photo, mess
     with pytest.raises(AppError, match=message):
         client.predict(photo, "W", False, 10, 10, api_name="/invert")
     assert not any("Traceback" in line for line in app.log), "".join(app.log)
+
+
+def test_edit_sequence_and_export(inverted):
+    client, (_, _, reconstruction, _) = inverted
+    zero = [0] * 5
+    unedited = client.predict("GANSpace", 0, *zero, api_name="/edit")[0]
+    np.testing.assert_allclose(pixels(unedited), pixels(reconstruction), atol=1)
+
+    tuned, original, download = client.predict("GANSpace", 3, *zero, api_name="/edit")
+    edited = assert_image(tuned)
+    assert np.abs(edited - pixels(reconstruction)).mean() > 1, "the edit changed nothing"
+    assert np.abs(edited - assert_image(original)).mean() > 0.5, "PTI's tuned generator should draw it differently"
+    np.testing.assert_array_equal(pixels(download["value"]), edited)
+
+    sequence, *sliders = client.predict("GANSpace", 3, *zero, api_name="/add_to_sequence")
+    assert "pc0 +3.0" in sequence and all(slider["value"] == 0 for slider in sliders)
+    np.testing.assert_array_equal(pixels(client.predict("GANSpace", 0, *zero, api_name="/edit")[0]), edited)
+    stacked = pixels(client.predict("SeFa", 2, *zero, api_name="/edit")[0])
+    assert np.abs(stacked - edited).mean() > 0.5, "a second edit on top of the sequence changed nothing"
+
+    video, files = client.predict("GANSpace", "pc0", 2, 4, 0, *zero, api_name="/animate")
+    gif = Image.open(next(f for f in files if f.endswith(".gif")))
+    assert gif.n_frames == 2 * 4 - 2 and gif.size == (256, 256)
+    assert video.endswith(".mp4") and Path(video).stat().st_size > 1000
+    assert "empty" in client.predict(api_name="/clear_sequence")
+
+
+def test_edit_before_any_inversion_says_what_to_do(client):
+    with pytest.raises(AppError, match="Invert a photo first"):
+        client.predict("GANSpace", 1, 0, 0, 0, 0, 0, api_name="/edit")
+
+
+def test_compare_methods_table_and_grid(app):
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    client = Client(app.url, verbose=False)
+    crop, table, grid = client.predict(handle_file(photo), ["W", "PTI"], 10, 10, 2, api_name="/compare")
+    assert_image(crop)
+    assert [row[0] for row in table["data"]] == ["W", "PTI"]
+    assert all(0 < float(row[2]) < 1 for row in table["data"])  # LPIPS
+    assert [cell["caption"] for cell in grid[:4]] == ["W: original", "W: reconstruction", "W: pc0 -2", "W: pc0 +2"]
+    assert len(grid) == 8
+    for cell in grid:
+        assert_image(cell["image"])
+
+
+def test_result_cache_is_bounded_and_sessions_release_their_share():
+    cache = ResultCache(capacity=2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.get("a")  # a is now the most recently used
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and len(cache) == 2
+    session = Session()
+    cache.put(session.id, 4)
+    session.folder.mkdir(parents=True)
+    session.release(cache)
+    assert cache.get(session.id) is None and not session.folder.exists()
+
+
+def test_stop_ends_a_running_loop_at_its_next_step():
+    session, shown = Session(), []
+    callback = progress_callback(lambda progress, desc: shown.append(desc), session, "PTI")
+    callback(1, 10, {"phase": "tune"})
+    assert shown == ["PTI: tuning the generator"]
+    session.request_stop()
+    with pytest.raises(Cancelled):
+        callback(2, 10, {})
 
 
 def test_missing_default_model_says_what_to_do(monkeypatch):

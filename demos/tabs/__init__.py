@@ -1,1 +1,1 @@
-"""One module per tab: `TITLE` and `build(ctx, demo, session)`, thin over `core`."""
+"""One module per tab: `TITLE` and `build(ctx, page)`, thin over `core`."""

@@ -7,13 +7,13 @@ import torch
 from PIL import Image
 
 from core import faces
-from demos.common import AppContext, render, seeded_z, user_errors
+from demos.common import AppContext, Page, render, seeded_z, user_errors
 
 TITLE = "Explore"
 MAX_SAMPLES = 8
 
 
-def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
+def build(ctx: AppContext, page: Page) -> None:
     generator = ctx.generator
 
     @user_errors
@@ -44,8 +44,8 @@ def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
         gallery = gr.Gallery(label="Samples", columns=4, height=400, format="png", object_fit="contain", scale=3)
 
     sample_inputs = [seed, count, psi]
-    dice.click(None, outputs=seed, js="() => Math.floor(Math.random() * 100000)")
-    gr.on([go.click, seed.change, count.release, psi.release, demo.load], sample, sample_inputs, gallery,
+    dice.click(None, outputs=seed, js="() => Math.floor(Math.random() * 100000)", api_name=False)
+    gr.on([go.click, seed.change, count.release, psi.release, page.demo.load], sample, sample_inputs, gallery,
           api_name="sample")
 
     gr.Markdown(f"### Style mixing\nThe first *crossover* of the generator's {generator.n_latent} style inputs come "
@@ -60,5 +60,5 @@ def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
                                                 elem_classes="face")
                                        for label in ("Face A", "Mix", "Face B"))
 
-    gr.on([mix_button.click, crossover.release, demo.load], mix, [seed_a, seed_b, crossover, psi],
+    gr.on([mix_button.click, crossover.release, page.demo.load], mix, [seed_a, seed_b, crossover, psi],
           [image_a, image_mix, image_b], api_name="mix")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import gradio as gr
 from PIL import Image
 
-from demos.common import PROGRESS, AppContext, user_errors
-from demos.inversion import aligned_crop, photo_picker, run_method
+from demos.common import PROGRESS, AppContext, Page, user_errors
+from demos.inversion import aligned_crop, job_buttons, photo_picker, run_method, step_sliders, wire_job
 from demos.state import Session
 
 TITLE = "Invert & PTI"
 
 
-def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
+def build(ctx: AppContext, page: Page) -> None:
     gr.Markdown("Upload a face photo: it is aligned like FFHQ, then inverted. **W** and **W+** find a latent "
                 "for the fixed generator; **PTI** then fine-tunes the generator around that latent, so the "
                 "reconstruction keeps the identity and stays editable. The result is what the Edit tab edits.")
@@ -23,13 +23,8 @@ def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
             method = gr.Radio(["W", "W+", "PTI"], value="PTI", label="Method")
             locality = gr.Checkbox(False, label="Locality regularisation (PTI)",
                                    info="keeps the tuned generator unchanged away from this face")
-            latent_steps = gr.Slider(10, 1000, 450, step=10, label="Latent steps", info="W / W+, or PTI's pivot",
-                                     elem_id="invert-latent-steps")
-            tune_steps = gr.Slider(10, 500, 350, step=10, label="Tuning steps (PTI)",
-                                   info="stops early once LPIPS ≤ 0.06", elem_id="invert-tune-steps")
-            with gr.Row():
-                go = gr.Button("Invert", variant="primary", scale=3, min_width=80)
-                stop = gr.Button("Stop", variant="secondary", scale=1, min_width=60)
+            latent_steps, tune_steps = step_sliders("invert", 450, 350)
+            buttons = job_buttons("Invert")
     with gr.Row(equal_height=True):
         original = gr.Image(label="Original (aligned)", format="png", height=300, interactive=False,
                             elem_classes="face")
@@ -42,15 +37,15 @@ def build(ctx: AppContext, demo: gr.Blocks, session: gr.State) -> None:
 
     @user_errors
     def run(state: Session, path: str | None, method_name: str, local: bool, steps: float, tuning: float,
-            progress: gr.Progress = PROGRESS) -> tuple[Image.Image, Image.Image, Image.Image, list[list[str]]]:
-        state.start_job()
+            request: gr.Request, progress: gr.Progress = PROGRESS
+            ) -> tuple[Image.Image, Image.Image, Image.Image, list[list[str]]]:
         aligned = aligned_crop(ctx, path)
         label = "PTI + locality" if method_name == "PTI" and local else method_name
-        result = run_method(ctx, state, aligned, label, steps, tuning, progress)
+        with ctx.job(state, request):
+            result = run_method(ctx, state, aligned, label, steps, tuning, progress)
         ctx.results.put(state.id, result.result)
         state.photo, state.method, state.edits = aligned, label, []
         return aligned, aligned, result.reconstruction, result.table_column()
 
-    running = go.click(run, [session, photo, method, locality, latent_steps, tune_steps],
-                       [crop, original, reconstruction, measures], api_name="invert", **ctx.heavy)
-    stop.click(Session.request_stop, session, None, cancels=[running], queue=False, api_name=False)
+    wire_job(ctx, page, buttons, run, [photo, method, locality, latent_steps, tune_steps],
+             [crop, original, reconstruction, measures], "invert")

@@ -1,0 +1,81 @@
+"""Edit directions as the app offers them, and an inversion rendered with edits, shared by Edit and Compare."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+from PIL import Image
+
+from core import editing, faces
+from core.editing import Direction
+from core.inversion import InversionResult
+from core.nets.stylegan2 import Generator
+from demos.common import SHARED_FACES
+
+MAX_DIRECTIONS = 6  # sliders per family
+STRENGTH_SPAN = 5.0  # sliders go from -span to +span
+# The official InterFaceGAN boundaries (PTI's copies) were fitted on the FFHQ generator: offered for it only.
+OFFICIAL_INTERFACEGAN = SHARED_FACES.parents[1] / "fixtures" / "directions" / "interfacegan_directions"
+FAMILY_NOTES = {
+    "GANSpace": "principal axes of W; strength in standard deviations",
+    "SeFa": "closed-form factorisation of the style weights; unit directions",
+    "InterFaceGAN": "attribute boundaries fitted on FFHQ; unit normals",
+}
+VIDEO_SIDE = 256  # traversal frames are upscaled to at least this many pixels
+
+
+def family_names(generator: Generator, model_name: str) -> list[str]:
+    """The direction families this model has: GANSpace and SeFa always, InterFaceGAN for the official FFHQ model."""
+    official = model_name.startswith("ffhq-") and generator.style_dim == 512 and OFFICIAL_INTERFACEGAN.is_dir()
+    return ["GANSpace", "SeFa", *(["InterFaceGAN"] if official else [])]
+
+
+@functools.cache
+def direction_families(generator: Generator, model_name: str) -> dict[str, list[Direction]]:
+    """The directions of every family, computed on first use (a PCA of 20k sampled latents takes seconds)."""
+    builders = {
+        "GANSpace": lambda: [editing.ganspace(generator, MAX_DIRECTIONS).direction(i) for i in range(MAX_DIRECTIONS)],
+        "SeFa": lambda: editing.sefa(generator, k=MAX_DIRECTIONS),
+        "InterFaceGAN": lambda: [editing.load_interfacegan(path)
+                                 for path in sorted(OFFICIAL_INTERFACEGAN.glob("*.pt"))[:MAX_DIRECTIONS]],
+    }
+    return {name: builders[name]() for name in family_names(generator, model_name)}
+
+
+def find(families: dict[str, list[Direction]], name: str) -> Direction:
+    by_name = {d.name: d for directions in families.values() for d in directions}
+    if name not in by_name:
+        raise ValueError(f"unknown direction {name!r}; this model has {', '.join(by_name)}")
+    return by_name[name]
+
+
+def edited_latents(result: InversionResult, edits: Sequence[tuple[Direction, float]], n_latent: int) -> torch.Tensor:
+    """The pivot with the edits applied one after the other (strength 0 edits are skipped)."""
+    return editing.apply_sequence(result.pivot, [(d, s) for d, s in edits if s], n_latent)
+
+
+def render(generator: Generator, result: InversionResult, ws: torch.Tensor, *, tuned: bool = True) -> list[Image.Image]:
+    """Latents drawn with the result's tuned generator (PTI) or with the original one, with the result's noise."""
+    source = result if tuned else dataclasses.replace(result, delta={})
+    return [faces.tensor_to_pil(image) for image in source.render(generator, ws)]
+
+
+def traversal(generator: Generator, result: InversionResult, ws: torch.Tensor, direction: Direction, span: float,
+              frames: int, folder: Path) -> tuple[Path, Path]:
+    """An animated GIF and an MP4 of `ws` moving along `direction` from -span to +span and back."""
+    strengths = np.concatenate([np.linspace(-span, span, frames), np.linspace(span, -span, frames)[1:-1]])
+    latents = editing.traverse(ws, direction, strengths.tolist(), generator.n_latent).flatten(0, 1)
+    images = render(generator, result, latents)
+    side = max(VIDEO_SIDE, images[0].width)
+    pixels = [np.asarray(image.resize((side, side), Image.Resampling.LANCZOS)) for image in images]
+    folder.mkdir(parents=True, exist_ok=True)
+    gif, mp4 = folder / f"traversal-{direction.name}.gif", folder / f"traversal-{direction.name}.mp4"
+    imageio.mimsave(gif, pixels, duration=1000 / 15, loop=0)
+    imageio.mimsave(mp4, pixels, fps=15, codec="libx264", pixelformat="yuv420p", macro_block_size=16)
+    return gif, mp4
