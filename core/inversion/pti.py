@@ -169,7 +169,7 @@ def pivotal_tuning(
         reconstruction = lpips_alex(images[:n]), _mse(images[:n], targets)
         if originals is None:
             return reconstruction
-        return *reconstruction, lpips_distance(images[n:], originals), _mse(images[n:], originals)
+        return *reconstruction, lpips_alex.model(images[n:], originals).flatten(), _mse(images[n:], originals)
 
     forward = maybe_compile(forward, compile)
 

@@ -1,0 +1,1 @@
+"""Notebook helpers (figures, tables) over `core`; nothing in `core` imports this package."""

@@ -1,0 +1,79 @@
+"""Small matplotlib helpers for the notebooks: image grids, curves, markdown tables, GIFs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+
+def to_array(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] (or [1, 3, H, W]) in [-1, 1] -> H x W x 3 floats in [0, 1] for imshow."""
+    image = image.detach().float().cpu().reshape(-1, *image.shape[-2:])
+    return ((image.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+
+
+def image_grid(
+    rows: Sequence[Sequence[torch.Tensor]], row_labels: Sequence[str] = (), col_labels: Sequence[str] = (),
+    size: float = 1.8, title: str | None = None,
+) -> Figure:
+    """A grid of images, one list per row, with optional row / column labels."""
+    n_rows, n_cols = len(rows), max(len(row) for row in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+            if c < len(row):
+                ax.imshow(to_array(row[c]))
+            if r == 0 and c < len(col_labels):
+                ax.set_title(col_labels[c], fontsize=9)
+            if c == 0 and r < len(row_labels):
+                ax.set_ylabel(row_labels[r], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def curves(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+    title: str | None = None, log: bool = False,
+) -> Figure:
+    """Line plot of {label: (xs, ys)}."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or "")
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def markdown_table(rows: Mapping[str, Mapping[str, float]], digits: int = 3) -> str:
+    """{row: {column: value}} as a markdown table (NaN shown as n/a)."""
+    columns = list(dict.fromkeys(key for values in rows.values() for key in values))
+    cell = lambda v: "n/a" if isinstance(v, float) and math.isnan(v) else (f"{v:.{digits}f}" if isinstance(
+        v, float) else str(v))
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cell(values.get(c, float("nan"))) for c in columns) + " |"
+              for name, values in rows.items()]
+    return "\n".join(lines)
+
+
+def save_gif(frames: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
+    """Frames [S, 3, H, W] in [-1, 1] (e.g. images of `core.editing.traverse`) as a looping GIF."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    imageio.mimsave(path, [(to_array(f) * 255).round().astype(np.uint8) for f in frames], duration=1 / fps, loop=0)
+    return path
