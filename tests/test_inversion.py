@@ -165,6 +165,8 @@ def test_progress_reports_every_step_and_can_cancel(G):
     assert [s for s, _, _ in seen] == list(range(1, 8)) and {t for _, t, _ in seen} == {15}
     assert [p for _, _, p in seen] == ["pivot"] * 5 + ["tune"] * 2
     assert len(result.losses["tune"]["loss"]) == 2
+    result = invert(G, faces_or_perturbed(G, 1), "pti", project_steps=5, steps=10, progress=lambda s, n, v: s < 3)
+    assert len(result.losses["pivot"]["loss"]) == 3 and result.losses["tune"] == {} and result.delta == {}
 
 
 @pytest.mark.parametrize("source", ["A", "B", "C", "D", "E", "F", "encoder"])

@@ -136,7 +136,7 @@ def pivotal_tuning(
     locality_weight * (LPIPS + locality_l2 * MSE)(G_orig(w_r), G_tuned(w_r)) with noise off, the paper's
     L_pt + lambda_R L_R. (The official code instead weights LPIPS and L2 by 0.1 each: 0.1 L_LPIPS + 0.1 L2.)
     Joint pivots (E, F) optimise the pivot with Adam at `pivot_lr` alongside the generator. Extra keywords go to
-    the W/W+ projection (`fit_latents`).
+    the W/W+ projection (`fit_latents`). When `progress` returns False the run ends there and returns what it has.
     """
     started = time.perf_counter()
     device = device_of(G)
@@ -189,8 +189,9 @@ def pivotal_tuning(
             logged |= {"locality_lpips": reg_lpips.mean(), "locality_mse": reg_l2.mean()}
         return loss, logged
 
+    cancelled = projecting and len(pivot_losses.get("loss", ())) < project_steps  # progress said stop: no tuning
     tune_losses = run_adam(
-        loss_fn, groups, steps,
+        loss_fn, groups, 0 if cancelled else steps,
         stop_when=(lambda values: values["lpips_max"] <= early_stop) if early_stop is not None else None,
         progress=phase_progress(progress, "tune", total - steps, total),
     )
