@@ -25,7 +25,7 @@ from demos.tabs import compare, edit, explore, invert  # noqa: E402
 
 TABS = (invert, edit, compare, explore)
 CSS = """
-.gradio-container {max-width: 1280px !important; margin: auto}
+.gradio-container {max-width: 1280px !important; margin: 0 auto !important}
 .face img {width: 100% !important; height: 100% !important; object-fit: contain}
 """  # .face: small generator outputs (64-256 px) fill their box instead of sitting tiny in its middle
 # gradio's default font ships weights 400 and 600 only; markdown's **bold** (700) then fell back to another font
@@ -36,7 +36,7 @@ THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(
 def build_app(ctx: AppContext) -> gr.Blocks:
     """The Blocks app: a header naming the model, then one tab per module of `TABS`."""
     g = ctx.generator
-    with gr.Blocks(title="StyleGAN playground") as demo:
+    with gr.Blocks(title="StyleGAN playground", fill_width=True, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(f"# StyleGAN playground\nInvert a face photo into StyleGAN2, then edit it. Model: "
                     f"**{ctx.model_name}** ({g.size}×{g.size} px) on {ctx.device.type.upper()}.")
         session = session_state(ctx.results)

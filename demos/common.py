@@ -108,7 +108,8 @@ def user_errors(fn: Callable) -> Callable:
         except faces.ImageError as error:
             raise user_message(f"This file is not an image we can read: {error}", "Unreadable image") from None
         except Cancelled:
-            raise user_message("Stopped: nothing was changed.", "Stopped") from None
+            log.info("%s: stopped by the user", fn.__name__)
+            raise user_message("The job was stopped; nothing was changed.", "Stopped") from None
         except torch.OutOfMemoryError:
             raise user_message("Out of memory: try fewer steps or another photo.", "Out of memory") from None
         except (ValueError, CheckpointError, FileNotFoundError) as error:

@@ -134,9 +134,10 @@ def job_buttons(label: str) -> tuple[gr.Button, gr.Button]:
 
 
 def wire_job(ctx: AppContext, page: Page, buttons: tuple[gr.Button, gr.Button], fn: Callable, inputs: list,
-             outputs: list, api_name: str) -> None:
-    """Run `fn(session, *inputs)` as a queued heavy job; Stop cancels it in gradio and ends its loop in core (the
-    job's progress callback sees the session's stop flag)."""
+             outputs: list, api_name: str, progress_on: gr.components.Component) -> None:
+    """Run `fn(session, *inputs)` as a queued heavy job, its progress bar on one output; Stop cancels it in gradio
+    and ends its loop in core (the job's progress callback sees the session's stop flag)."""
     go, stop = buttons
-    running = go.click(fn, [page.session, *inputs], outputs, api_name=api_name, **ctx.heavy)
+    running = go.click(fn, [page.session, *inputs], outputs, api_name=api_name, show_progress_on=progress_on,
+                       **ctx.heavy)
     stop.click(Session.request_stop, page.session, None, cancels=[running], queue=False, api_name=False)

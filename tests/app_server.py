@@ -49,7 +49,7 @@ class RunningApp:
 
 
 @contextmanager
-def running_app(model: Path, *extra_args: str) -> Iterator[RunningApp]:
+def running_app(model: Path | str, *extra_args: str) -> Iterator[RunningApp]:
     """Start the app as a user would and yield its URL once it prints it; stop it afterwards."""
     command = [sys.executable, "demos/app.py", "--model", str(model), "--host", "127.0.0.1",
                "--port", str(_free_port()), *extra_args]

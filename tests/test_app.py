@@ -131,7 +131,7 @@ def test_compare_methods_table_and_grid(app):
     assert_image(crop)
     assert [row[0] for row in table["data"]] == ["W", "PTI"]
     assert all(0 < float(row[2]) < 1 for row in table["data"])  # LPIPS
-    assert [cell["caption"] for cell in grid[:4]] == ["W: original", "W: reconstruction", "W: pc0 -2", "W: pc0 +2"]
+    assert [cell["caption"] for cell in grid[:4]] == ["W: original", "W: inverted", "W: pc0 -2", "W: pc0 +2"]
     assert len(grid) == 8
     for cell in grid:
         assert_image(cell["image"])

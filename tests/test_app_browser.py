@@ -1,13 +1,14 @@
 """The app in a real headless Chromium (Debian's `chromium`, driven by Playwright): upload, invert, see the result.
 
-Saves a screenshot of the page in the test's tmp dir; `UPDATE_SCREENSHOT=1` also copies it to
-docs/screenshots/app.png for the README.
+Runs on a small random generator (its "faces" are colour blobs) unless `APP_TEST_MODEL` names another model,
+e.g. `APP_TEST_MODEL=default` for the embedded one. Saves a screenshot of the page in the test's tmp dir;
+`UPDATE_SCREENSHOT=1` also writes it to docs/screenshots/app.png for the README.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,38 +31,46 @@ pytestmark = [
 def page(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    with running_app(small_generator(tmp_path_factory.mktemp("app") / "G.safetensors")) as app, \
-            sync_playwright() as playwright:
+    model = os.environ.get("APP_TEST_MODEL") or small_generator(tmp_path_factory.mktemp("app") / "G.safetensors")
+    with running_app(model) as app, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(app.url)
         page.get_by_role("tab", name="Invert & PTI").wait_for()
+        page.app_log = app.log  # the server's output, for what a user cannot see
         yield page
         browser.close()
 
 
-def set_slider(page, elem_id: str, value: int) -> None:
+def set_number(page, elem_id: str, value: int) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))
     box.press("Enter")
 
 
-def test_upload_invert_and_see_the_result(page, tmp_path):
-    photo = face_photo()
-    if photo is None:
-        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
-    page.locator("#invert-photo input[type=file]").set_input_files(str(photo))
-    page.locator("#invert-crop img").wait_for(timeout=60_000)  # aligned as soon as it is uploaded
-    set_slider(page, "invert-latent-steps", 20)
-    set_slider(page, "invert-tune-steps", 20)
+def invert(page, latent_steps: int, tune_steps: int) -> None:
+    set_number(page, "invert-latent-steps", latent_steps)
+    set_number(page, "invert-tune-steps", tune_steps)
     page.get_by_role("button", name="Invert", exact=True).click()
 
+
+@pytest.fixture(scope="module")
+def photo():
+    path = face_photo()
+    if path is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    return path
+
+
+def test_upload_invert_and_see_the_result(page, photo, tmp_path):
+    page.locator("#invert-photo input[type=file]").set_input_files(str(photo))
+    page.locator("#invert-crop img").wait_for(timeout=60_000)  # aligned as soon as it is uploaded
+    invert(page, 20, 20)
     result = page.locator("#invert-reconstruction img")
     result.wait_for(timeout=180_000)
-    page.get_by_text("PTI", exact=True).first.wait_for()
-    assert "MSE" in page.locator("#invert-measures").inner_text()
-    source = result.get_attribute("src")
-    assert source and not source.endswith(".svg")
+    assert "PTI" in page.locator("#invert-measures").inner_text()
+    assert "LPIPS" in page.locator("#invert-measures").inner_text()
+    assert "/gradio_api/file=" in result.get_attribute("src")
 
     path = tmp_path / "app.png"
     page.screenshot(path=path, full_page=True)
@@ -69,7 +78,34 @@ def test_upload_invert_and_see_the_result(page, tmp_path):
     assert shot.shape[1] == 1280 and shot.std() > 10
     if os.environ.get("UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, SCREENSHOT)
+        image = Image.open(path).convert("RGB")  # 256 dithered colours: a third of the size, photos still smooth
+        palette = image.quantize(256, method=Image.Quantize.MEDIANCUT)
+        image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(SCREENSHOT, optimize=True)
+
+
+def test_edit_the_inversion_with_a_slider(page):
+    page.get_by_role("tab", name="Edit").click()
+    edited = page.locator("#edit-tuned img")
+    edited.wait_for(timeout=60_000)
+    unedited = edited.get_attribute("src")
+    strength = page.get_by_label("pc0").and_(page.locator("input[type=number]"))
+    strength.fill("3")
+    strength.press("Enter")
+    page.wait_for_function(f"document.querySelector('#edit-tuned img').src != {unedited!r}", timeout=60_000)
+    page.get_by_role("tab", name="Invert & PTI").click()
+
+
+def test_stop_ends_a_long_inversion_at_once(page):
+    invert(page, 1000, 500)  # minutes of work, even for the small test generator
+    page.get_by_text("finding the pivot latent").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    deadline = time.monotonic() + 30
+    while not any("run: stopped by the user" in line for line in page.app_log):  # the loop itself ended
+        assert time.monotonic() < deadline, "the stopped job is still running"
+        time.sleep(0.5)
+    page.get_by_label("W", exact=True).check()
+    invert(page, 10, 10)
+    page.locator("#invert-measures").get_by_text("W", exact=True).wait_for(timeout=60_000)
 
 
 def test_a_photo_without_a_face_says_so(page, tmp_path):

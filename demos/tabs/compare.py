@@ -35,10 +35,11 @@ def build(ctx: AppContext, page: Page) -> None:
             latent_steps, tune_steps = step_sliders("compare", 300, 200)
             strength = gr.Slider(0.5, 5, 2, step=0.5, label="Edit strength")
             buttons = job_buttons("Compare")
-    table = gr.Dataframe(headers=TABLE_HEADERS, label="Distortion (against the aligned original)", interactive=False,
-                         elem_id="compare-table")
-    grid = gr.Gallery(label="Original | reconstruction | edit − | edit +", columns=4, format="png", height="auto",
-                      object_fit="contain", elem_id="compare-grid")
+    with gr.Row():
+        table = gr.Dataframe(headers=TABLE_HEADERS, label="Distortion (against the aligned original)",
+                             interactive=False, elem_id="compare-table", scale=5)
+        grid = gr.Gallery(label="Editability: original | reconstruction | edit − | edit +", columns=4, format="png",
+                          height=125 * len(METHODS) + 40, object_fit="contain", elem_id="compare-grid", scale=4)
 
     @user_errors
     def compare(state: Session, path: str | None, labels: list[str], steps: float, tuning: float, edit: float,
@@ -53,11 +54,11 @@ def build(ctx: AppContext, page: Page) -> None:
             for label in labels:
                 run = run_method(ctx, state, aligned, label, steps, tuning, progress)
                 rows.append(run.table_row())
-                cells += [(aligned, f"{label}: original"), (run.reconstruction, f"{label}: reconstruction")]
+                cells += [(aligned, f"{label}: original"), (run.reconstruction, f"{label}: inverted")]
                 for strength in (-edit, edit):
                     ws = edited_latents(run.result, [(direction, strength)], ctx.generator.n_latent)
                     cells.append((render(ctx.generator, run.result, ws)[0], f"{label}: {direction.name} {strength:+g}"))
         return aligned, rows, cells
 
     wire_job(ctx, page, buttons, compare, [photo, methods, latent_steps, tune_steps, strength], [crop, table, grid],
-             "compare")
+             "compare", progress_on=grid)

@@ -138,7 +138,7 @@ def build(ctx: AppContext, page: Page) -> None:
                     ).then(preview_if_inverted, edit_inputs, edit_outputs, api_name=False)
     family.change(user_errors(family_controls), family, controls, api_name=False
                   ).then(preview_if_inverted, edit_inputs, edit_outputs, api_name=False)
-    gr.on([s.release for s in sliders], preview, edit_inputs, edit_outputs, api_name="edit")
+    gr.on([s.input for s in sliders], preview, edit_inputs, edit_outputs, api_name="edit", trigger_mode="always_last")
     add.click(add_to_sequence, edit_inputs, [sequence, *sliders], api_name="add_to_sequence")
     clear.click(clear_sequence, session, sequence, api_name="clear_sequence"
                 ).then(preview_if_inverted, edit_inputs, edit_outputs, api_name=False)

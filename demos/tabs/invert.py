@@ -48,4 +48,4 @@ def build(ctx: AppContext, page: Page) -> None:
         return aligned, aligned, result.reconstruction, result.table_column()
 
     wire_job(ctx, page, buttons, run, [photo, method, locality, latent_steps, tune_steps],
-             [crop, original, reconstruction, measures], "invert")
+             [crop, original, reconstruction, measures], "invert", progress_on=reconstruction)
