@@ -1,0 +1,93 @@
+"""StyleGAN2 training speed (s/kimg) at the official stylegan2-ada 128 px `--cfg=auto` config and the embedded one.
+
+    python benchmarks/train_speed.py --device cuda                 # the full table (~3 min on an H100)
+    python benchmarks/train_speed.py --device cuda --rows embedded official   # without the compiled rows
+
+Rows: fp32 -> bf16 autocast -> + channels-last, then bf16 with torch.compile, with batch 64, and with lazy
+regularisation off (R1 and path length every step instead of every 16th / 4th), so the table shows what
+each is worth. Augmentation is on (`--augment ada`: all operations run whatever p is). The data are random uint8
+images already on the device, as the trainer keeps real ones (`core.training.data`). The official trainer's
+figure (5.9 s/kimg on the same H100, without augmentation) is in ../shared/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine  # noqa: E402
+from core.training.data import DeviceImageBank  # noqa: E402
+from core.training.loop import TrainConfig, Trainer, seconds_per_kimg, setup_distributed  # noqa: E402
+
+# stylegan2-ada-pytorch `--cfg=auto` at 128 px on one GPU: batch 32, fmaps 0.5 (channel_base 16384), map 2,
+# mbstd group 4, gamma 0.0002 * 128^2 / 32 = 0.1024, ema 10 kimg, lr 0.0025, pl weight 2, style mixing 0.9.
+OFFICIAL = dict(channel_base=16384, channel_max=512, n_mlp=2, batch=32, mbstd_group=4, r1_gamma=0.1024, ema_kimg=10)
+EMBEDDED: dict = {}  # TrainConfig's defaults are the embedded model's
+VARIANTS = {
+    "fp32 (TF32)": dict(amp=False),
+    "+ bf16 autocast": dict(amp=True),
+    "+ channels-last": dict(amp=True, channels_last=True),
+    "bf16, lazy reg off": dict(amp=True, r1_interval=1, pl_interval=1),
+    "bf16, batch 64": dict(amp=True, batch=64),
+    "bf16 + torch.compile": dict(amp=True, compile=True),
+}
+ROWS = {  # the compiled rows last: they take a minute or two to compile
+    "embedded": [("embedded", EMBEDDED, v) for v in ("fp32 (TF32)", "+ bf16 autocast", "+ channels-last",
+                                                     "bf16, batch 64")],
+    "official": [("official auto", OFFICIAL, v) for v in ("fp32 (TF32)", "+ bf16 autocast", "+ channels-last",
+                                                          "bf16, lazy reg off")],
+    "compile": [("embedded", EMBEDDED, "bf16 + torch.compile"), ("official auto", OFFICIAL, "bf16 + torch.compile")],
+}
+
+def measure(config: dict, flags: dict, device: torch.device, steps: int) -> dict:
+    cfg = dataclasses.replace(TrainConfig(augment="ada", **config), **flags)
+    bank = DeviceImageBank(torch.randint(0, 256, (2048, 3, cfg.size, cfg.size), dtype=torch.uint8, device=device))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer = Trainer(cfg, device, data=bank)
+    warmup = 32 if cfg.compile else 16  # covers the first R1 and path-length steps (and their compilation)
+    s_per_kimg = seconds_per_kimg(trainer, steps, warmup=warmup)
+    return {"s_per_kimg": s_per_kimg, "setup_s": time.perf_counter() - start - s_per_kimg * steps * cfg.batch / 1000,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+            "g_params_m": sum(p.numel() for p in trainer.G.parameters()) / 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--steps", type=int, default=48, help="timed steps per row (multiples of 16 keep the mix)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    _, _, device = setup_distributed(args.device)
+    print(f"machine: {machine()}\n")
+    print("| config | G params | variant | s / kimg | kimg / s | vs official 5.9 s/kimg | peak GiB | setup s |")
+    print("|---|---|---|---|---|---|---|---|")
+    results = []
+    for row in args.rows:
+        for config_name, config, variant in ROWS[row]:
+            try:
+                r = measure(config, VARIANTS[variant], device, args.steps)
+            except Exception as err:  # a variant that fails here (e.g. compile on an old stack) is a table row too
+                print(f"| {config_name} | | {variant} | failed: {type(err).__name__}: {str(err)[:200]} |||||",
+                      flush=True)
+                continue
+            results.append({"config": config_name, "variant": variant, **r})
+            peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-"
+            print(f"| {config_name} | {r['g_params_m']:.1f}M | {variant} | {r['s_per_kimg']:.2f} | "
+                  f"{1 / r['s_per_kimg']:.2f} | {5.9 / r['s_per_kimg']:.1f}x | {peak} | {r['setup_s']:.0f} |",
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "results": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

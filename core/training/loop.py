@@ -1,0 +1,448 @@
+"""The StyleGAN2 training loop: four phases per step as in StyleGAN2-ADA, built for short resumable runs.
+
+Per step: G main (non-saturating loss through the augmented D), G path-length regularisation (every
+`pl_interval` steps), D main, D R1 (every `r1_interval` steps); lazy regularisation scales its loss by the
+interval and Adam's lr / betas by interval / (interval + 1). Then the EMA generator follows G.
+
+Speed: bf16 autocast on the GPU, the data set held on the device (`data.DeviceImageBank`), fused Adam,
+no host synchronisation inside a step (statistics and ADA's p stay on the device), optional channels-last and
+torch.compile for the main phases (the regularisation phases need double backward, which compiled graphs do
+not support, so they run eagerly on the same parameters). `benchmarks/train_speed.py` measures each.
+
+Multi-GPU: start with `torchrun --nproc-per-node N -m core.train stylegan2 ...`; G (with its mapping and
+style mixing, `loss.MappedSynthesis`) and D are wrapped in DistributedDataParallel whenever a process group
+exists, also at world size 1 and on the CPU with gloo. `batch` is the total over all processes.
+
+Checkpoints: `state.pt` is the exact state (fp32 nets, Adam, RNGs; `torch.load(weights_only=True)`), resuming
+bit-identically. `compact/` is what travels between short GPU calls: G and D in float16 split into <= 15 MiB
+safetensors files (G_ema beside them, optional) and `meta.json`; Adam's moments are dropped and re-estimated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from core.nets.stylegan2 import Discriminator, Generator
+from core.training.augment import AdaptiveDiffAugment
+from core.training.data import DeviceImageBank
+from core.training.loss import MappedSynthesis, PathLengthPenalty, discriminator_loss, generator_loss, r1_penalty
+
+NETWORK_FIELDS = ("size", "style_dim", "n_mlp", "channel_base", "channel_max", "mbstd_group")
+PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run, with StyleGAN2-ADA's defaults where it has them (`None` = its auto rule)."""
+
+    data: str = ""
+    out: str = "runs/stylegan2"
+    resume: str | None = None
+    # networks
+    size: int = 128
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_base: int = 8192
+    channel_max: int = 256
+    mbstd_group: int = 4
+    # optimisation
+    batch: int = 32  # over all processes
+    lr: float = 0.0025
+    r1_gamma: float | None = None  # auto: 0.0002 * size^2 / batch
+    r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    pl_batch_shrink: int = 2
+    style_mixing: float = 0.9
+    ema_kimg: float | None = None  # auto: batch * 10 / 32
+    ema_rampup: float = 0.05
+    # augmentation
+    augment: str = "ada"  # 'ada' (adaptive p), 'fixed' (p = aug_p), 'none'
+    aug_p: float = 0.0
+    ada_target: float = 0.6
+    ada_kimg: float = 100.0
+    ada_interval: int = 4
+    mirror: bool = True
+    # speed
+    amp: bool = True  # bf16 autocast (GPU only)
+    channels_last: bool = False
+    compile: bool = False
+    # run length and output
+    kimg: float = 25000.0  # stop when this many images were seen in total
+    minutes: float = 0.0  # wall-clock budget of this process (0: none); stops cleanly, saving first
+    log_kimg: float = 4.0
+    sample_minutes: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def gamma(self) -> float:
+        return self.r1_gamma if self.r1_gamma is not None else 0.0002 * self.size**2 / self.batch
+
+    @property
+    def ema_images(self) -> float:
+        return 1000 * (self.ema_kimg if self.ema_kimg is not None else self.batch * 10 / 32)
+
+
+def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group torchrun describes in the environment."""
+    if "RANK" in os.environ and dist.is_available() and not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if device == "auto":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return rank, world, device
+
+
+# ----------------------------------------------------------------------------------------------------
+# Compact checkpoints: float16 safetensors in parts small enough to travel
+
+
+def write_parts(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_bytes: int = PART_BYTES) -> None:
+    """Write `tensors` as `{name}-00.safetensors`, `{name}-01...`, each at most `max_bytes`."""
+    for old in folder.glob(f"{name}-*.safetensors"):
+        old.unlink()
+    parts: list[dict[str, torch.Tensor]] = [{}]
+    used = 0
+    for key, value in tensors.items():
+        size = value.numel() * value.element_size()
+        if parts[-1] and used + size > max_bytes:
+            parts.append({})
+            used = 0
+        parts[-1][key] = value.detach().cpu().contiguous()
+        used += size
+    for i, part in enumerate(parts):
+        save_file(part, str(folder / f"{name}-{i:02d}.safetensors"))
+
+
+def read_parts(folder: Path, name: str) -> dict[str, torch.Tensor] | None:
+    files = sorted(folder.glob(f"{name}-*.safetensors"))
+    return {k: v for f in files for k, v in load_file(str(f)).items()} if files else None
+
+
+def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def network_of(path: str | Path) -> dict:
+    """The network fields of a checkpoint (`state.pt` or a compact folder), so a resume rebuilds the same nets."""
+    path = Path(path)
+    if path.is_dir():
+        config = json.loads((path / "meta.json").read_text())["config"]
+    else:
+        config = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    return {k: config[k] for k in NETWORK_FIELDS}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    """Networks, optimisers, augmentation and the step; `save` / `load` its exact or compact state."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, rank: int = 0, world: int = 1,
+                 data: DeviceImageBank | None = None):
+        if cfg.batch % world or (cfg.batch // world) % min(cfg.mbstd_group, cfg.batch // world):
+            raise ValueError(f"batch {cfg.batch} must split evenly over {world} process(es) and mbstd groups")
+        self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
+        self.batch = cfg.batch // world
+        torch.manual_seed(cfg.seed)  # identical initial weights on every process
+        self.G = Generator(cfg.size, cfg.style_dim, cfg.n_mlp, cfg.channel_base, cfg.channel_max).to(device)
+        self.D = Discriminator(cfg.size, cfg.channel_base, cfg.channel_max, stddev_group=cfg.mbstd_group).to(device)
+        if cfg.channels_last:
+            self.D = self.D.to(memory_format=torch.channels_last)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        if cfg.augment not in ("ada", "fixed", "none"):
+            raise ValueError(f"augment must be 'ada', 'fixed' or 'none', not {cfg.augment!r}")
+        self.augment = AdaptiveDiffAugment(p=cfg.aug_p if cfg.augment != "none" else 0.0,
+                                           adaptive=cfg.augment == "ada", target=cfg.ada_target,
+                                           speed_kimg=cfg.ada_kimg).to(device)
+        self.path_length = PathLengthPenalty().to(device)
+        self.opt_G = self._adam(self.G, cfg.pl_interval if cfg.pl_weight > 0 else 0)
+        self.opt_D = self._adam(self.D, cfg.r1_interval if cfg.gamma > 0 else 0)
+        self.data = data if data is not None else DeviceImageBank.from_shards(
+            cfg.data, device, size=cfg.size, mirror=cfg.mirror, seed=cfg.seed, rank=rank)
+        torch.manual_seed(cfg.seed + rank + 1)  # different latents and noise on each process
+        self.nimg, self.step_index, self.ema_start = 0, 0, 0
+        self.stats: dict[str, list] = {}
+        self.sample_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(cfg.seed))
+
+        self.g_train: torch.nn.Module = MappedSynthesis(self.G, cfg.style_mixing)
+        self.d_train: torch.nn.Module = self.D
+        if dist.is_initialized():
+            ids = [device.index] if device.type == "cuda" else None
+            self.g_train = DistributedDataParallel(self.g_train, device_ids=ids, broadcast_buffers=False)
+            self.d_train = DistributedDataParallel(self.D, device_ids=ids, broadcast_buffers=False)
+        # Main phases may run compiled; the regularisers (double backward) run the eager modules.
+        compiled = torch.compile if cfg.compile else (lambda module: module)
+        self.g_main, self.d_main, self.d_judge = compiled(self.g_train), compiled(self.d_train), compiled(self.D)
+
+    def _adam(self, net: torch.nn.Module, reg_interval: int) -> torch.optim.Adam:
+        ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
+        return torch.optim.Adam(net.parameters(), lr=self.cfg.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8,
+                                fused=self.device.type == "cuda")
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _images(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def _track(self, name: str, value: torch.Tensor) -> None:
+        total = self.stats.setdefault(name, [torch.zeros((), device=self.device), 0])
+        total[0] += value.detach().float()
+        total[1] += 1
+
+    def _optimise(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, inputs: list | None = None) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=inputs)
+        optimizer.step()
+
+    def step(self) -> None:
+        """One training step over `batch` images on every process."""
+        cfg, batch, i = self.cfg, self.batch, self.step_index
+        latents = lambda n: torch.randn(n, cfg.style_dim, device=self.device)  # noqa: E731
+
+        with self._autocast():  # G main: D's weights are not trained here, so only G's gradients are computed
+            fake, ws = self.g_main(latents(batch))
+            loss = generator_loss(self.d_judge(self._images(self.augment(fake))))
+        self._optimise(self.opt_G, loss, inputs=list(self.G.parameters()))
+        self._track("loss_G", loss)
+        with torch.no_grad():
+            self.G.w_avg.lerp_(ws[:, 0].float().mean(0), 0.005)
+
+        if cfg.pl_weight > 0 and i % cfg.pl_interval == 0:
+            with self._autocast():
+                fake, ws = self.g_train(latents(max(batch // cfg.pl_batch_shrink, 1)))
+            penalty = self.path_length(fake, ws)  # + 0 x image: every parameter is in the graph, as DDP expects
+            self._optimise(self.opt_G, penalty * cfg.pl_weight * cfg.pl_interval + 0 * fake[:, 0, 0, 0].sum())
+            self._track("pl_penalty", penalty)
+
+        with torch.no_grad(), self._autocast():
+            fake, _ = self.g_main(latents(batch))
+        real = self._images(self.augment(self.data.sample(batch)))
+        with self._autocast():
+            fake_logits = self.d_main(self._images(self.augment(fake)))
+            real_logits = self.d_main(real)
+            loss = discriminator_loss(fake_logits, real_logits)
+        self._optimise(self.opt_D, loss)
+        self.augment.observe(real_logits)
+        if (i + 1) % cfg.ada_interval == 0:
+            self.augment.adjust(cfg.batch * cfg.ada_interval)
+        self._track("loss_D", loss)
+        self._track("D_real", real_logits.float().mean())
+        self._track("D_fake", fake_logits.float().mean())
+
+        if cfg.gamma > 0 and i % cfg.r1_interval == 0:
+            with self._autocast():
+                penalty, logits = r1_penalty(self.d_train, real)
+            self._optimise(self.opt_D, penalty * (cfg.gamma / 2) * cfg.r1_interval + 0 * logits.float().sum())
+            self._track("r1_penalty", penalty)
+
+        self.nimg += cfg.batch
+        self.step_index += 1
+        self._update_ema()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        images = min(self.cfg.ema_images, (self.nimg - self.ema_start) * self.cfg.ema_rampup)
+        beta = 0.5 ** (self.cfg.batch / max(images, 1e-8))
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - beta)
+        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
+
+    def pop_stats(self) -> dict[str, float]:
+        """Means since the last call (one host sync), plus the augmentation and regulariser state."""
+        names = list(self.stats)
+        values = torch.stack([self.stats[n][0] / self.stats[n][1] for n in names] + [
+            self.augment.p, self.augment.rt, self.path_length.mean]).tolist()
+        self.stats = {}
+        return dict(zip([*names, "aug_p", "ada_rt", "pl_mean"], values, strict=True))
+
+    @torch.no_grad()
+    def sample_grid(self, path: str | Path, psi: float = 1.0, columns: int = 8) -> Path:
+        """The EMA generator's images for 32 fixed latents as one PNG grid."""
+        images = self.G_ema.synthesis(self.G_ema.mapping(self.sample_z.to(self.device), truncation_psi=psi))
+        images = (images.float().clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
+        rows = images.view(-1, columns, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # [R, H, C, W, 3]
+        grid = rows.reshape(rows.shape[0] * rows.shape[1], -1, 3).numpy()
+        Image.fromarray(np.ascontiguousarray(grid)).save(path)
+        return Path(path)
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state(), "data": self.data.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+            "w_avg": self.G.w_avg, "w_avg_ema": self.G_ema.w_avg,
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "augment": self.augment.state_dict(), "path_length": self.path_length.state_dict(),
+            "nimg": self.nimg, "step": self.step_index, "ema_start": self.ema_start, "rng": rng,
+            "config": dataclasses.asdict(self.cfg),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.G.w_avg.copy_(state["w_avg"])
+        self.G_ema.w_avg.copy_(state["w_avg_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.augment.load_state_dict(state["augment"])
+        self.path_length.load_state_dict(state["path_length"])
+        self.nimg, self.step_index, self.ema_start = state["nimg"], state["step"], state["ema_start"]
+        torch.set_rng_state(state["rng"]["cpu"])
+        self.data.generator.set_state(state["rng"]["data"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if self.rank:  # one saved RNG state would give every process the same latents
+            torch.manual_seed(self.cfg.seed + self.rank + self.nimg)
+
+    def save_compact(self, folder: str | Path) -> Path:
+        """G, D and G_ema in float16 parts plus `meta.json`: ~2 bytes a parameter, no optimiser state."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_parts(folder, "G", {**_half(self.G.state_dict()), "w_avg": self.G.w_avg})
+        write_parts(folder, "G_ema", {**_half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg})
+        write_parts(folder, "D", _half(self.D.state_dict()))
+        meta = {"nimg": self.nimg, "step": self.step_index, "aug_p": float(self.augment.p),
+                "pl_mean": float(self.path_length.mean), "config": dataclasses.asdict(self.cfg)}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        return folder
+
+    def load_compact(self, folder: str | Path) -> None:
+        """Resume from `save_compact`: Adam restarts, and without G_ema parts the EMA restarts from G."""
+        folder = Path(folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        for net, name in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema")):
+            tensors = read_parts(folder, name)
+            if tensors is None and name == "G_ema":
+                self.G_ema.load_state_dict(self.G.state_dict())
+                self.G_ema.w_avg.copy_(self.G.w_avg)
+                self.ema_start = meta["nimg"]
+                continue
+            if tensors is None:
+                raise FileNotFoundError(f"{folder}: no {name}-*.safetensors parts")
+            w_avg = tensors.pop("w_avg", None)
+            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+            if w_avg is not None:
+                net.w_avg.copy_(w_avg.float())
+        self.augment.p.fill_(meta["aug_p"])
+        self.path_length.mean.fill_(meta["pl_mean"])
+        self.nimg, self.step_index = meta["nimg"], meta["step"]
+        torch.manual_seed(self.cfg.seed + self.rank + self.nimg)
+        self.data.generator.manual_seed(self.cfg.seed + self.rank + self.nimg)
+
+    def load(self, path: str | Path) -> None:
+        """Resume from `state.pt` (exact) or a compact folder."""
+        path = Path(path)
+        if path.is_dir():
+            self.load_compact(path)
+        else:
+            self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run
+
+
+def train(cfg: TrainConfig, data: DeviceImageBank | None = None) -> Trainer:
+    """Train until `cfg.kimg` images in total or the `cfg.minutes` budget; saves state, compact state, samples."""
+    start = time.time()
+    rank, world, device = setup_distributed(cfg.device)
+    if cfg.resume:
+        cfg = dataclasses.replace(cfg, **network_of(cfg.resume))
+    trainer = Trainer(cfg, device, rank, world, data)
+    if cfg.resume:
+        trainer.load(cfg.resume)
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+        print(f"training {cfg.size}px G {sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f}M "
+              f"D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params on {world}x {device}, "
+              f"{len(trainer.data)} images, from {trainer.nimg / 1000:.1f} kimg; gamma {cfg.gamma:.4g}, "
+              f"ema {cfg.ema_images / 1000:.3g} kimg", flush=True)
+    reserve = 20.0  # seconds kept for saving at the end of a budget
+    last_log = last_sample = time.time()
+    log_nimg = trainer.nimg
+    with tqdm(total=int(cfg.kimg * 1000), initial=trainer.nimg, unit="img", unit_scale=True, disable=rank != 0,
+              mininterval=1 if os.isatty(2) else 30) as bar:
+        for _ in _steps(trainer, cfg, start, reserve):
+            bar.update(cfg.batch)
+            if trainer.nimg - log_nimg >= cfg.log_kimg * 1000:
+                now = time.time()
+                record = {"kimg": round(trainer.nimg / 1000, 3), "s_per_kimg": round(
+                    (now - last_log) / ((trainer.nimg - log_nimg) / 1000), 3), "minutes": round((now - start) / 60, 2),
+                    **{k: round(v, 4) for k, v in trainer.pop_stats().items()}}
+                last_log, log_nimg = now, trainer.nimg
+                if rank == 0:
+                    bar.write(json.dumps(record))
+                    with open(out / "log.jsonl", "a") as log:
+                        log.write(json.dumps(record) + "\n")
+            if rank == 0 and time.time() - last_sample > cfg.sample_minutes * 60:
+                trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
+                last_sample = time.time()
+    if rank == 0:
+        torch.save(trainer.state_dict(), out / "state.pt")
+        trainer.save_compact(out / "compact")
+        trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
+        print(f"stopped at {trainer.nimg / 1000:.1f} kimg after {(time.time() - start) / 60:.2f} min; "
+              f"saved {out / 'state.pt'} and {out / 'compact'}", flush=True)
+    return trainer
+
+
+def _steps(trainer: Trainer, cfg: TrainConfig, start: float, reserve: float) -> Iterator[None]:
+    """Step until the image target or the time budget (checked every step; with several processes, every 16th
+    step, where they agree on it)."""
+    while trainer.nimg < cfg.kimg * 1000:
+        if cfg.minutes and (not dist.is_initialized() or trainer.step_index % 16 == 0):
+            stop = torch.tensor(float(time.time() - start > cfg.minutes * 60 - reserve), device=trainer.device)
+            if dist.is_initialized():
+                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+            if stop.item():
+                return
+        trainer.step()
+        yield
+
+
+def seconds_per_kimg(trainer: Trainer, steps: int, warmup: int = 10) -> float:
+    """Measured speed of `trainer.step` (after `warmup` steps), synchronising the device around the timing."""
+    for _ in range(warmup):
+        trainer.step()
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    begin = time.perf_counter()
+    for _ in range(steps):
+        trainer.step()
+    sync()
+    return (time.perf_counter() - begin) / (steps * trainer.cfg.batch / 1000)

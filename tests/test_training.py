@@ -1,0 +1,156 @@
+"""A tiny end-to-end StyleGAN2 training run on the CPU: finite losses, exact and compact resume, DDP at world
+size 1 (gloo), the CLI, and data preparation on real photos."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from core.data import decode_shard, shard_paths
+from core.training.augment import AdaptiveDiffAugment
+from core.training.data import DeviceImageBank
+from core.training.loop import TrainConfig, Trainer, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CELEBA = ROOT.parent / "shared" / "data" / "faces" / "celeba"
+TINY = TrainConfig(size=16, style_dim=16, n_mlp=2, channel_base=64, channel_max=16, batch=4, r1_interval=2,
+                   pl_interval=2, augment="fixed", aug_p=0.5, log_kimg=0.008, device="cpu")
+
+
+def images(n: int = 12, size: int = 16) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, size, size), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+
+
+def bank() -> DeviceImageBank:
+    return DeviceImageBank(images())
+
+
+def weights(trainer: Trainer) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in [*trainer.G.parameters(), *trainer.D.parameters(), *trainer.G_ema.parameters()]]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: threads only contend
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_resumes_exactly(tmp_path: Path):
+    cfg = dataclasses.replace(TINY, out=str(tmp_path / "run"), kimg=0.024)  # 6 steps: every phase runs
+    trainer = train(cfg, data=bank())
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log and all(math.isfinite(v) for record in log for v in record.values())
+    assert {"loss_G", "loss_D", "r1_penalty", "pl_penalty"} <= {k for record in log for k in record}
+    assert list((tmp_path / "run").glob("samples-*.png"))
+
+    for _ in range(2):
+        trainer.step()
+    expected_stats, expected_weights = trainer.pop_stats(), weights(trainer)
+
+    resumed = Trainer(cfg, torch.device("cpu"), data=bank())
+    resumed.load(tmp_path / "run" / "state.pt")
+    assert resumed.nimg == 24
+    for _ in range(2):
+        resumed.step()
+    assert resumed.pop_stats() == expected_stats
+    assert all(torch.equal(a, b) for a, b in zip(weights(resumed), expected_weights, strict=True))
+
+
+def test_compact_resume_is_half_precision_and_trains(tmp_path: Path):
+    cfg = dataclasses.replace(TINY, out=str(tmp_path / "run"), kimg=0.016)
+    trainer = train(cfg, data=bank())
+    compact = tmp_path / "run" / "compact"
+    assert {p.name for p in compact.iterdir()} == {"G-00.safetensors", "G_ema-00.safetensors", "D-00.safetensors",
+                                                   "meta.json"}
+    (compact / "G_ema-00.safetensors").unlink()  # what a GPU call carries: G and D only
+    resumed = Trainer(cfg, torch.device("cpu"), data=bank())
+    resumed.load(compact)
+    assert resumed.nimg == trainer.nimg and resumed.ema_start == trainer.nimg
+    for a, b in zip(resumed.G.parameters(), trainer.G.parameters(), strict=True):
+        torch.testing.assert_close(a, b.half().float())
+    resumed.step()
+    assert all(math.isfinite(v) for v in resumed.pop_stats().values())
+
+
+def test_ddp_world_size_one_with_gloo(tmp_path: Path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        cfg = dataclasses.replace(TINY, out=str(tmp_path / "run"), kimg=0.016, augment="ada")
+        trainer = train(cfg, data=bank())
+        assert isinstance(trainer.d_train, torch.nn.parallel.DistributedDataParallel)
+        assert all(torch.isfinite(p).all() for p in trainer.G.parameters())
+        assert trainer.nimg == 16
+    finally:
+        dist.destroy_process_group()
+
+
+def test_augment_is_differentiable_and_identity_at_p0():
+    x = torch.randn(4, 3, 16, 16, requires_grad=True)
+    torch.testing.assert_close(AdaptiveDiffAugment(p=0.0)(x), x)  # adaptive: every op runs, none changes x
+    y = AdaptiveDiffAugment(p=1.0, adaptive=False)(x)
+    assert y.shape == x.shape and not torch.equal(y, x)
+    y.square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    augment = AdaptiveDiffAugment(speed_kimg=0.001)
+    augment.observe(torch.ones(8, 1))  # D sure every real is real: overfitting, so p rises
+    augment.adjust(images=1)
+    assert float(augment.p) == 1.0 and float(augment.rt) == 1.0
+
+
+def test_cli_runs_on_prepared_shard(tmp_path: Path):
+    shard = tmp_path / "data" / "train-00000.npz"
+    shard.parent.mkdir()
+    jpegs = []
+    from io import BytesIO
+
+    from PIL import Image
+    for image in images(8).permute(0, 2, 3, 1).numpy():
+        buffer = BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG")
+        jpegs.append(buffer.getvalue())
+    np.savez(shard, jpeg=np.frombuffer(b"".join(jpegs), np.uint8), names=np.array([f"{i}.jpg" for i in range(8)]),
+             offsets=np.cumsum([0] + [len(j) for j in jpegs]), size=np.int64(16))
+    args = ["--data", str(shard.parent), "--out", str(tmp_path / "run"), "--kimg", "0.008", "--size", "16",
+            "--style-dim", "16", "--n-mlp", "1", "--channel-base", "64", "--channel-max", "16", "--batch", "4"]
+    subprocess.run([sys.executable, "-m", "core.train", "stylegan2", *args], check=True, cwd=ROOT, timeout=120)
+    assert (tmp_path / "run" / "state.pt").is_file()
+
+
+@pytest.mark.skipif(not (CELEBA / "train").is_dir(), reason="needs ../shared/data/faces/celeba (real photos)")
+def test_prepare_real_photos(tmp_path: Path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    photos = sorted((CELEBA / "train").iterdir())[:6]
+    for photo in photos:
+        (src / photo.name).write_bytes(photo.read_bytes())
+    (src / "copy.jpg").write_bytes(photos[0].read_bytes())  # an exact duplicate
+    (src / "broken.jpg").write_bytes(b"not an image")
+    held = sorted((CELEBA / "eval").iterdir())[:2]
+    (src / "leak.jpg").write_bytes(held[0].read_bytes())  # a held-out photo in the training folder
+    holdout = tmp_path / "held"
+    holdout.mkdir()
+    for photo in held:
+        (holdout / photo.name).write_bytes(photo.read_bytes())
+    dst = tmp_path / "prepared"
+    subprocess.run([sys.executable, "-m", "core.data", "prepare", str(src), str(dst), "--size", "64",
+                    "--holdout", str(holdout), "--shard-size", "4"], check=True, cwd=ROOT, timeout=120)
+    summary = json.loads((dst / "summary.json").read_text())
+    train_split = summary["splits"]["train"]
+    assert train_split["photos"] == 9
+    assert train_split["dropped"]["duplicate"] == 1 and train_split["dropped"]["unreadable"] == 1
+    assert train_split["dropped"].get("held_out", 0) == (1 if summary["splits"]["heldout"]["kept"] == 2 else 0)
+    assert train_split["kept"] + sum(train_split["dropped"].values()) == 9
+    pixels, names = decode_shard(shard_paths(dst)[0])
+    assert pixels.shape[1:] == (64, 64, 3) and pixels.dtype == np.uint8 and "broken.jpg" not in names
+    assert sum(s["images"] for s in train_split["shards"]) == train_split["kept"] >= 4
