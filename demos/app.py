@@ -67,17 +67,18 @@ def load_context(model: str, device: str, max_results: int) -> AppContext:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", default="default", help="registry name or generator checkpoint file")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="default",
+                        help="registry name or generator checkpoint file (default: the embedded 128 px face model)")
     parser.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME or "
                                                      "127.0.0.1; 0.0.0.0 to serve the local network)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
-    parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: the GPU when there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--max-results", type=int, default=8,
-                        help="inversion results (tuned generators) kept in memory across all sessions")
-    parser.add_argument("--queue-size", type=int, default=32, help="jobs that may wait in the queue")
+                        help="inversion results (tuned generators) kept in memory across all sessions (default: 8)")
+    parser.add_argument("--queue-size", type=int, default=32, help="jobs that may wait in the queue (default: 32)")
     return parser.parse_args(argv)
 
 
