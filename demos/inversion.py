@@ -3,6 +3,7 @@ measures table."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class Run:
 
     def table_row(self) -> list[str]:
         """The run's row under TABLE_HEADERS."""
-        values = [f"{self.scores[key]:.4f}" if self.scores[key] == self.scores[key] else "no face"
+        values = [f"{self.scores[key]:.4f}" if not math.isnan(self.scores[key]) else "no face"
                   for key in MEASURE_KEYS]  # NaN: dlib found no face in the reconstruction
         return [self.label, *values, f"{self.result.timings.get('total', float('nan')):.1f}"]
 

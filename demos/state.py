@@ -1,7 +1,7 @@
 """Per-browser-session state of the app, bounded in memory and released when the session ends.
 
-A `Session` lives in a `gr.State` (one per browser tab or gradio_client): the aligned photo, the edit
-sequence and a cancel flag are small. The heavy part, an inversion result with its tuned-generator weight
+A `Session` lives in a `gr.State` (one per browser tab or gradio_client): the inversion's method, the edit
+sequence and a stop flag are small. The heavy part, an inversion result with its tuned-generator weight
 delta, lives in the shared `ResultCache`, which keeps at most `capacity` of them (least recently used are
 dropped first, and the owner is told to run the inversion again) and forgets a session's result as soon as
 gradio deletes the session's state (tab closed, or `time_to_live` passed).
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image
 
 SESSION_TIME_TO_LIVE_S = 3600  # gradio drops a session's state this long after its last update
 
@@ -71,7 +70,6 @@ class Session:
     """One user's work in progress. Its id keys the user's entry in the shared `ResultCache`."""
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    photo: Image.Image | None = None  # the aligned crop the inversion runs on
     method: str | None = None  # the method of the result in the cache
     edits: list[Edit] = field(default_factory=list)
     stop_requested: bool = False  # set by the Stop button, read by the running job's progress callback

@@ -44,7 +44,7 @@ def build(ctx: AppContext, page: Page) -> None:
         with ctx.job(state, request):
             result = run_method(ctx, state, aligned, label, steps, tuning, progress)
         ctx.results.put(state.id, result.result)
-        state.photo, state.method, state.edits = aligned, label, []
+        state.method, state.edits = label, []
         return aligned, aligned, result.reconstruction, result.table_column()
 
     wire_job(ctx, page, buttons, run, [photo, method, locality, latent_steps, tune_steps],
