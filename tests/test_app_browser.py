@@ -83,7 +83,7 @@ def test_upload_invert_and_see_the_result(page, photo, tmp_path):
         image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(SCREENSHOT, optimize=True)
 
 
-def test_edit_the_inversion_with_a_slider(page):
+def test_edit_the_inversion_with_a_slider(page, photo):  # edits the inversion of the test above
     page.get_by_role("tab", name="Edit").click()
     edited = page.locator("#edit-tuned img")
     edited.wait_for(timeout=60_000)
@@ -95,7 +95,7 @@ def test_edit_the_inversion_with_a_slider(page):
     page.get_by_role("tab", name="Invert & PTI").click()
 
 
-def test_stop_ends_a_long_inversion_at_once(page):
+def test_stop_ends_a_long_inversion_at_once(page, photo):  # the photo uploaded above
     invert(page, 1000, 500)  # minutes of work, even for the small test generator
     page.get_by_text("finding the pivot latent").first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Stop", exact=True).click()
