@@ -13,7 +13,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from core import registry
+from core.nets.stylegan2 import Generator
 from demos.common import progress_callback
+from demos.directions import OFFICIAL_INTERFACEGAN, direction_families, family_names
 from demos.state import Cancelled, ResultCache, Session
 
 
@@ -135,6 +137,16 @@ def test_compare_methods_table_and_grid(app):
     assert len(grid) == 8
     for cell in grid:
         assert_image(cell["image"])
+
+
+def test_interfacegan_is_offered_for_the_official_ffhq_model_only():
+    if not OFFICIAL_INTERFACEGAN.is_dir():
+        pytest.skip(f"needs the official InterFaceGAN directions in {OFFICIAL_INTERFACEGAN} (../shared)")
+    generator = Generator(16, style_dim=512, n_mlp=1, channel_base=64, channel_max=16)
+    assert family_names(generator, "default") == ["GANSpace", "SeFa"]
+    assert family_names(generator, "ffhq-1024-nvidia") == ["GANSpace", "SeFa", "InterFaceGAN"]
+    directions = direction_families(generator, "ffhq-1024-nvidia")["InterFaceGAN"]
+    assert [d.name for d in directions] == ["age", "pose", "smile"]
 
 
 def test_result_cache_is_bounded_and_sessions_release_their_share():
