@@ -24,6 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from core.checkpoints import CheckpointError, load_generator_checkpoint
+from core.encoders_io import load_dualstylegan, load_encoder_checkpoint
+from core.nets.dualstylegan import DualStyleGAN
+from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +88,71 @@ register(
         licence="Nvidia Source Code License-NC",
     )
 )
+
+
+GDRIVE = "https://drive.google.com/uc?export=download&id="
+DUALSTYLEGAN = "https://huggingface.co/public-data/DualStyleGAN/resolve/main/models/"  # what its api.py fetches
+register(
+    Entry(
+        name="e4e-ffhq",
+        kind="e4e",
+        description="e4e encoder for the FFHQ 1024 generator (omertov/encoder4editing)",
+        url=GDRIVE + "1cUv_reLE6k3604or78EranS7XzuVMWeO",
+        filename="e4e_ffhq_encode.pt",
+        licence="MIT (code repo)",
+    )
+)
+register(
+    Entry(
+        name="psp-ffhq",
+        kind="psp",
+        description="pSp encoder for the FFHQ 1024 generator (eladrich/pixel2style2pixel)",
+        url=GDRIVE + "1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0",
+        filename="psp_ffhq_encode.pt",
+        licence="MIT (code repo)",
+    )
+)
+register(
+    Entry(
+        name="style-transformer-ffhq",
+        kind="style_transformer",
+        description="Style Transformer encoder for the FFHQ 1024 generator (sapphire497/style-transformer)",
+        url=GDRIVE + "1XJWP712o-wWZrfzXJ07vc3dHjJF8CanT",
+        filename="style_transformer_ffhq.pt",
+        licence="see its repo",
+    )
+)
+register(
+    Entry(
+        name="dualstylegan-encoder",
+        kind="dualstylegan_encoder",
+        description="DualStyleGAN's Z+ pSp encoder (williamyang1991/DualStyleGAN)",
+        url=DUALSTYLEGAN + "encoder.pt",
+        filename="dualstylegan_encoder.pt",
+        licence="S-Lab License 1.0 (non-commercial)",
+    )
+)
+for _style in ("cartoon", "caricature", "anime", "arcane", "comic", "pixar", "slamdunk"):
+    register(
+        Entry(
+            name=f"dualstylegan-{_style}",
+            kind="dualstylegan",
+            description=f"DualStyleGAN generator, {_style} style",
+            url=DUALSTYLEGAN + f"{_style}/generator.pt",
+            filename=f"dualstylegan_{_style}.pt",
+            licence="S-Lab License 1.0 (non-commercial)",
+        )
+    )
+    register(
+        Entry(
+            name=f"dualstylegan-{_style}-styles",
+            kind="exstyle_codes",
+            description=f"DualStyleGAN extrinsic style codes (style name -> Z+), {_style}",
+            url=DUALSTYLEGAN + f"{_style}/exstyle_code.npy",
+            filename=f"dualstylegan_{_style}_exstyle_code.npy",
+            licence="S-Lab License 1.0 (non-commercial)",
+        )
+    )
 
 
 def cache_dir() -> Path:
@@ -173,12 +241,30 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"{name!r} is neither a file nor a registry name; known names: {', '.join(REGISTRY)}")
 
 
+def _resolve_kind(name_or_path: str | os.PathLike, kinds: tuple[str, ...]) -> Path:
+    name = str(name_or_path)
+    if name in REGISTRY and REGISTRY[name].kind not in kinds:
+        raise ValueError(f"{name!r} is a {REGISTRY[name].kind} checkpoint, not one of {kinds}")
+    return resolve(name)
+
+
 def load_generator(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Generator:
     """The generator a name (see `REGISTRY`) or a checkpoint file stands for, in eval mode on `device`."""
-    name = str(name_or_path)
-    if name in REGISTRY and REGISTRY[name].kind != "generator":
-        raise ValueError(f"{name!r} is a {REGISTRY[name].kind} checkpoint, not a generator")
-    return load_generator_checkpoint(resolve(name)).to(device).eval()
+    return load_generator_checkpoint(_resolve_kind(name_or_path, ("generator",))).to(device).eval()
+
+
+def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> EncoderModel:
+    """An official pSp / e4e / Style Transformer (or DualStyleGAN Z+) encoder with its decoder, on `device`."""
+    path = _resolve_kind(name_or_path, ("e4e", "psp", "style_transformer", "dualstylegan_encoder"))
+    entry = REGISTRY.get(str(name_or_path))
+    if entry is not None and entry.kind == "dualstylegan_encoder":
+        return load_encoder_checkpoint(path, kind="psp", latent_space="z+").to(device)
+    return load_encoder_checkpoint(path, kind=entry.kind if entry else None).to(device)
+
+
+def load_style_transfer(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> DualStyleGAN:
+    """An official DualStyleGAN generator; its style codes load with `load_exstyle_codes(resolve(name))`."""
+    return load_dualstylegan(_resolve_kind(name_or_path, ("dualstylegan",))).to(device)
 
 
 def available(kind: str | None = None) -> list[Entry]:

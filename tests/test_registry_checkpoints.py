@@ -117,3 +117,24 @@ def test_names_paths_and_kinds(tmp_path: Path):
     path = save_generator(tiny_generator(), tmp_path / "mine.safetensors")
     assert registry.load_generator(path).config["size"] == 16
     assert registry.available("generator")[0].embedded
+
+
+def test_typed_loaders_check_the_kind_and_load_official_containers(tmp_path: Path):
+    from core.nets.encoders import Encoder4Editing
+
+    with pytest.raises(ValueError, match="not one of"):
+        registry.load_encoder("default")
+    with pytest.raises(ValueError, match="not one of"):
+        registry.load_generator("e4e-ffhq")
+    torch.manual_seed(1)
+    decoder = Generator(16, style_dim=512, n_mlp=2, channel_base=256, channel_max=32).eval()  # encoders emit 512-D
+    encoder = Encoder4Editing(n_styles=decoder.n_latent, input_size=64).eval()
+    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    state.update({f"decoder.{k}": v for k, v in decoder.state_dict().items()})
+    latent_avg = decoder.w_avg.expand(decoder.n_latent, -1).clone()
+    path = tmp_path / "e4e.pt"
+    torch.save({"state_dict": state, "opts": {"encoder_type": "Encoder4Editing"}, "latent_avg": latent_avg}, path)
+    model = registry.load_encoder(path)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(x), encoder(x) + latent_avg)
