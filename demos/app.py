@@ -25,7 +25,7 @@ from demos.tabs import compare, edit, explore, invert  # noqa: E402
 
 TABS = (invert, edit, compare, explore)
 CSS = """
-.gradio-container {max-width: 1280px !important; margin: 0 auto !important}
+.gradio-container {width: 100% !important; max-width: 1280px !important; margin: 0 auto !important}
 .face img {width: 100% !important; height: 100% !important; object-fit: contain}
 """  # .face: small generator outputs (64-256 px) fill their box instead of sitting tiny in its middle
 # gradio's default font ships weights 400 and 600 only; markdown's **bold** (700) then fell back to another font

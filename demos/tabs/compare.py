@@ -38,7 +38,7 @@ def build(ctx: AppContext, page: Page) -> None:
     with gr.Row():
         table = gr.Dataframe(headers=TABLE_HEADERS, label="Distortion (against the aligned original)",
                              interactive=False, elem_id="compare-table", scale=5)
-        grid = gr.Gallery(label="Editability: original | reconstruction | edit − | edit +", columns=4, format="png",
+        grid = gr.Gallery(label="Editability: original | inverted | edit − | edit +", columns=4, format="png",
                           height=125 * len(METHODS) + 40, object_fit="contain", elem_id="compare-grid", scale=4)
 
     @user_errors

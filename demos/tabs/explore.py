@@ -38,10 +38,10 @@ def build(ctx: AppContext, page: Page) -> None:
         with gr.Column(scale=1, min_width=240):
             seed = gr.Number(0, label="First seed", precision=0, minimum=0)
             dice = gr.Button("Random seed", size="sm")
-            count = gr.Slider(1, MAX_SAMPLES, 4, step=1, label="Samples")
+            count = gr.Slider(1, MAX_SAMPLES, MAX_SAMPLES, step=1, label="Samples")
             psi = gr.Slider(0, 1, 0.7, step=0.05, label="Truncation ψ")
             go = gr.Button("Generate", variant="primary")
-        gallery = gr.Gallery(label="Samples", columns=4, height=400, format="png", object_fit="contain", scale=3)
+        gallery = gr.Gallery(label="Samples", columns=4, height=470, format="png", object_fit="contain", scale=3)
 
     sample_inputs = [seed, count, psi]
     dice.click(None, outputs=seed, js="() => Math.floor(Math.random() * 100000)", api_name=False)
