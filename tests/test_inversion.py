@@ -15,7 +15,7 @@ from PIL import Image
 
 from core.__main__ import main
 from core.checkpoints import save_generator
-from core.inversion import InversionResult, as_targets, invert, locality_drift, make_pivot
+from core.inversion import InversionResult, as_targets, encoder_pivot, invert, locality_drift, make_pivot
 from core.inversion.optimise import TargetLPIPS, noise_regularisation, projector_lr
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
@@ -169,10 +169,25 @@ def test_progress_reports_every_step_and_can_cancel(G):
     assert len(result.losses["pivot"]["loss"]) == 3 and result.losses["tune"] == {} and result.delta == {}
 
 
+class StubEncoder(torch.nn.Module):
+    """Stands in for an e4e / pSp `EncoderModel`: codes at the mean latent, whatever the (resized) image."""
+
+    def __init__(self, G: Generator):
+        super().__init__()
+        self.G = G
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        assert images.shape[-2:] == (16, 16)
+        return self.G.w_avg.expand(images.shape[0], self.G.n_latent, -1)
+
+    def to_wplus(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes
+
+
 @pytest.mark.parametrize("source", ["A", "B", "C", "D", "E", "F", "encoder"])
 def test_every_pivot_source_tunes(G, source):
     target = faces_or_perturbed(G, 1)
-    encoder = lambda images: G.w_avg.expand(images.shape[0], G.n_latent, -1)  # stands in for e4e / pSp
+    encoder = encoder_pivot(StubEncoder(G), size=16)
     result = invert(G, target, "pti", pivot=encoder if source == "encoder" else source, project_steps=3, steps=4,
                     early_stop=None)
     wplus = source in ("B", "encoder")

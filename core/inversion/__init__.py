@@ -15,13 +15,13 @@ import torch.nn.functional as F
 
 from core.faces import ImageSource, pil_to_tensor
 from core.inversion.optimise import Progress, fit_latents, project
-from core.inversion.pti import PIVOTS, locality_drift, make_pivot, pivotal_tuning
+from core.inversion.pti import PIVOTS, encoder_pivot, locality_drift, make_pivot, pivotal_tuning
 from core.inversion.result import InversionResult
 from core.nets.stylegan2 import Generator
 
 Method = Literal["w", "w+", "pti"]
-__all__ = ["invert", "as_targets", "project", "pivotal_tuning", "fit_latents", "make_pivot", "locality_drift",
-           "InversionResult", "Progress", "PIVOTS", "Method"]
+__all__ = ["invert", "as_targets", "project", "pivotal_tuning", "fit_latents", "make_pivot", "encoder_pivot",
+           "locality_drift", "InversionResult", "Progress", "PIVOTS", "Method"]
 
 
 def as_targets(images: ImageSource | torch.Tensor | Sequence[ImageSource | torch.Tensor], size: int) -> torch.Tensor:

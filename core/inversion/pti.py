@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from core.inversion.optimise import (
     Progress,
@@ -72,6 +73,12 @@ def locality_drift(
     original = base.synthesis(ws, noise_mode="none")
     moved = tuned.synthesis(ws, noise_mode="none")
     return {"lpips": float(lpips_distance(moved, original).mean()), "mse": float(_mse(moved, original).mean())}
+
+
+def encoder_pivot(model: torch.nn.Module, size: int = 256) -> Encoder:
+    """An `EncoderModel` (e4e, pSp, Style Transformer: `core.nets.encoders`) as a pivot source: targets are
+    area-resized to the encoder's input `size` and encoded to W+ (PTI's official code offers e4e pivots too)."""
+    return lambda images: model.to_wplus(model.encode(F.interpolate(images, size=(size, size), mode="area")))
 
 
 def make_pivot(
