@@ -23,6 +23,15 @@ _PUBLIC = {
     "ImageError": "core.faces",
     "score": "core.measures",
     "lpips_distance": "core.measures",
+    "invert": "core.inversion",
+    "InversionResult": "core.inversion",
+    "load_encoder": "core.registry",
+    "load_style_transfer": "core.registry",
+    "Direction": "core.editing",
+    "apply": "core.editing",
+    "apply_sequence": "core.editing",
+    "ganspace": "core.editing",
+    "sefa": "core.editing",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -215,3 +215,23 @@ def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):
     assert {"mse", "psnr", "lpips", "ms_ssim", "id_sim"} <= report["metrics"].keys()
     assert InversionResult.load(tmp_path / "out" / "face" / "result.safetensors").method == "pti"
     assert not (tmp_path / "out" / "sky").exists()
+
+
+def test_encoder_methods_share_invert_and_its_result_type():
+    """pSp / e4e / Style Transformer go through the same `invert` and return the same InversionResult."""
+    from core.inversion import InversionResult, invert
+    from core.nets.encoders import EncoderModel, GradualStyleEncoder
+    from core.nets.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    G = Generator(64, style_dim=512, n_mlp=2, channel_base=512, channel_max=16).eval()  # encoders emit 512-D codes
+    model = EncoderModel(GradualStyleEncoder(n_styles=G.n_latent, input_size=64), G, G.mean_latent(64)).eval()
+    targets = torch.rand(2, 3, 64, 64) * 2 - 1
+    result = invert(G, targets, "psp", encoder=model)
+    assert isinstance(result, InversionResult) and result.method == "psp"
+    assert result.pivot.shape == (2, G.n_latent, 512) and result.reconstruction.shape == (2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.encode(torch.nn.functional.interpolate(targets, size=(64, 64), mode="area"))
+    torch.testing.assert_close(result.pivot, expected)
+    with pytest.raises(ValueError, match="needs encoder"):
+        invert(G, targets, "e4e")

@@ -1,12 +1,13 @@
 """Real photos into StyleGAN2: optimisation in W / W+ and Pivotal Tuning Inversion, one entry point and result type.
 
-    from core.inversion import invert
-    result = invert(G, "aligned.png", method="pti", locality=True)   # -> InversionResult
-    result.save("me.safetensors"); images = result.render(G)          # G itself is never modified
+from core.inversion import invert
+result = invert(G, "aligned.png", method="pti", locality=True)   # -> InversionResult
+result.save("me.safetensors"); images = result.render(G)          # G itself is never modified
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -19,9 +20,25 @@ from core.inversion.pti import PIVOTS, encoder_pivot, locality_drift, make_pivot
 from core.inversion.result import InversionResult
 from core.nets.stylegan2 import Generator
 
-Method = Literal["w", "w+", "pti"]
-__all__ = ["invert", "as_targets", "project", "pivotal_tuning", "fit_latents", "make_pivot", "encoder_pivot",
-           "locality_drift", "InversionResult", "Progress", "PIVOTS", "Method"]
+Method = Literal["w", "w+", "pti", "psp", "e4e", "style_transformer"]
+ENCODER_METHODS = ("psp", "e4e", "style_transformer")
+__all__ = [
+    "invert",
+    "encode",
+    "encoder_pivot",
+    "ENCODER_METHODS",
+    "as_targets",
+    "project",
+    "pivotal_tuning",
+    "fit_latents",
+    "make_pivot",
+    "encoder_pivot",
+    "locality_drift",
+    "InversionResult",
+    "Progress",
+    "PIVOTS",
+    "Method",
+]
 
 
 def as_targets(images: ImageSource | torch.Tensor | Sequence[ImageSource | torch.Tensor], size: int) -> torch.Tensor:
@@ -44,9 +61,13 @@ def invert(
     method: Method = "w",
     *,
     progress: Progress | None = None,
+    encoder: torch.nn.Module | None = None,
     **options,
 ) -> InversionResult:
     """Invert one aligned face (or several: batched W/W+, multi-ID PTI) with G, which is left untouched.
+
+    method 'psp' / 'e4e' / 'style_transformer': one forward pass of `encoder` (an `EncoderModel` from
+    `core.registry.load_encoder`, whose decoder should be G); `pivot=encoder_pivot(model)` makes it PTI's pivot.
 
     method 'w' / 'w+': the StyleGAN2 projector (options of `fit_latents`, default 1000 steps); 'pti': a pivot
     (default: 450 W-projection steps) then generator tuning (options of `pivotal_tuning`: pivot, steps,
@@ -57,4 +78,29 @@ def invert(
         return project(G, targets, space=method, progress=progress, **options)
     if method == "pti":
         return pivotal_tuning(G, targets, progress=progress, **options)
-    raise ValueError(f"method must be 'w', 'w+' or 'pti', not {method!r}")
+    if method in ENCODER_METHODS:
+        if encoder is None:
+            raise ValueError(f"method {method!r} needs encoder=... (e.g. core.registry.load_encoder('e4e-ffhq'))")
+        return encode(G, encoder, targets, method=method)
+    raise ValueError(f"method must be one of 'w', 'w+', 'pti', {', '.join(map(repr, ENCODER_METHODS))}; not {method!r}")
+
+
+def encode(
+    G: Generator, encoder: torch.nn.Module, targets: torch.Tensor, *, method: str = "encoder"
+) -> InversionResult:
+    """Encoder inversion: targets [N, 3, H, W] -> W+ in one forward pass, rendered by G (the encoder's decoder)."""
+    started = time.perf_counter()
+    with torch.no_grad():
+        ws = encoder_pivot(encoder, size=getattr(encoder.encoder, "input_size", 256))(targets)
+    if ws.shape[1:] != (G.n_latent, G.style_dim):
+        raise ValueError(f"the encoder gives codes {tuple(ws.shape[1:])}, G expects ({G.n_latent}, {G.style_dim})")
+    seconds = time.perf_counter() - started
+    return InversionResult.create(
+        method,
+        G,
+        targets,
+        pivot=ws,
+        losses={},
+        timings={"encode": seconds, "total": seconds},
+        options={"encoder": type(encoder.encoder).__name__},
+    )
