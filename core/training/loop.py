@@ -110,6 +110,7 @@ def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
         device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -368,7 +369,7 @@ class Trainer:
         if path.is_dir():
             self.load_compact(path)
         else:
-            self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+            self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
 
 # ----------------------------------------------------------------------------------------------------
