@@ -499,7 +499,7 @@ class Discriminator(nn.Module):
         group = min(batch, self.stddev_group)
         if batch % group:
             raise ValueError(f"batch {batch} must be divisible by the minibatch-stddev group {group}")
-        stddev = out.view(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
+        stddev = out.reshape(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
         stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
         out = torch.cat([out, stddev.repeat(group, 1, height, width)], 1)
-        return self.final_linear(self.final_conv(out).view(batch, -1))
+        return self.final_linear(self.final_conv(out).reshape(batch, -1))
