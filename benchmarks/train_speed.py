@@ -32,16 +32,17 @@ OFFICIAL = dict(channel_base=16384, channel_max=512, n_mlp=2, batch=32, mbstd_gr
 EMBEDDED: dict = {}  # TrainConfig's defaults are the embedded model's
 VARIANTS = {
     "fp32 (TF32)": dict(amp=False),
-    "+ bf16 autocast": dict(amp=True),
+    "+ bf16 autocast (main phases)": dict(amp=True),
     "+ channels-last": dict(amp=True, channels_last=True),
     "bf16, lazy reg off": dict(amp=True, r1_interval=1, pl_interval=1),
     "bf16, batch 64": dict(amp=True, batch=64),
     "bf16 + torch.compile": dict(amp=True, compile=True),
 }
 ROWS = {  # the compiled rows last: they take a minute or two to compile
-    "embedded": [("embedded", EMBEDDED, v) for v in ("fp32 (TF32)", "+ bf16 autocast", "+ channels-last",
-                                                     "bf16, batch 64")],
-    "official": [("official auto", OFFICIAL, v) for v in ("fp32 (TF32)", "+ bf16 autocast", "+ channels-last",
+    "embedded": [("embedded", EMBEDDED, v) for v in ("fp32 (TF32)", "+ bf16 autocast (main phases)",
+                                                     "+ channels-last", "bf16, batch 64")],
+    "official": [("official auto", OFFICIAL, v) for v in ("fp32 (TF32)",
+                                                          "+ bf16 autocast (main phases)", "+ channels-last",
                                                           "bf16, lazy reg off")],
     "compile": [("embedded", EMBEDDED, "bf16 + torch.compile"), ("official auto", OFFICIAL, "bf16 + torch.compile")],
 }

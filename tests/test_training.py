@@ -68,7 +68,7 @@ def test_train_resumes_exactly(tmp_path: Path):
 
 
 def test_compact_resume_is_half_precision_and_trains(tmp_path: Path):
-    cfg = dataclasses.replace(TINY, out=str(tmp_path / "run"), kimg=0.016)
+    cfg = dataclasses.replace(TINY, out=str(tmp_path / "run"), kimg=0.016, channels_last=True)
     trainer = train(cfg, data=bank())
     compact = tmp_path / "run" / "compact"
     assert {p.name for p in compact.iterdir()} == {"G-00.safetensors", "G_ema-00.safetensors", "D-00.safetensors",

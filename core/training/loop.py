@@ -4,7 +4,7 @@ Per step: G main (non-saturating loss through the augmented D), G path-length re
 `pl_interval` steps), D main, D R1 (every `r1_interval` steps); lazy regularisation scales its loss by the
 interval and Adam's lr / betas by interval / (interval + 1). Then the EMA generator follows G.
 
-Speed: bf16 autocast on the GPU, the data set held on the device (`data.DeviceImageBank`), fused Adam,
+Speed: optional bf16 autocast of the main phases, the data set held on the device (`data.DeviceImageBank`), fused Adam,
 no host synchronisation inside a step (statistics and ADA's p stay on the device), optional channels-last and
 torch.compile for the main phases (the regularisation phases need double backward, which compiled graphs do
 not support, so they run eagerly on the same parameters). `benchmarks/train_speed.py` measures each.
@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from core.checkpoints import save_generator
 from core.nets.stylegan2 import Discriminator, Generator
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
@@ -80,7 +81,11 @@ class TrainConfig:
     ada_interval: int = 4
     mirror: bool = True
     # speed
-    amp: bool = True  # bf16 autocast (GPU only)
+    # bf16 autocast of the main phases (GPU only). Off by default: measured on the H100 with every phase in bf16,
+    # training ran at 8.1 s/kimg against 4.4 in fp32 (TF32), 65 % of the GPU time in the regularisers' double
+    # backward through the depthwise FIR convolutions, whose bf16 cuDNN kernels are slow; the regularisers now
+    # always run in fp32, and bf16 for the main phases alone awaits its measurement (benchmarks/README.md).
+    amp: bool = False
     channels_last: bool = False
     compile: bool = False
     # run length and output
@@ -237,9 +242,8 @@ class Trainer:
         with torch.no_grad():
             self.G.w_avg.lerp_(ws[:, 0].float().mean(0), 0.005)
 
-        if cfg.pl_weight > 0 and i % cfg.pl_interval == 0:
-            with self._autocast():
-                fake, ws = self.g_train(latents(max(batch // cfg.pl_batch_shrink, 1)))
+        if cfg.pl_weight > 0 and i % cfg.pl_interval == 0:  # regularisers in fp32: see `amp`
+            fake, ws = self.g_train(latents(max(batch // cfg.pl_batch_shrink, 1)))
             penalty = self.path_length(fake, ws)  # + 0 x image: every parameter is in the graph, as DDP expects
             self._optimise(self.opt_G, penalty * cfg.pl_weight * cfg.pl_interval + 0 * fake[:, 0, 0, 0].sum())
             self._track("pl_penalty", penalty)
@@ -260,8 +264,7 @@ class Trainer:
         self._track("D_fake", fake_logits.float().mean())
 
         if cfg.gamma > 0 and i % cfg.r1_interval == 0:
-            with self._autocast():
-                penalty, logits = r1_penalty(self.d_train, real)
+            penalty, logits = r1_penalty(self.d_train, real)
             self._optimise(self.opt_D, penalty * (cfg.gamma / 2) * cfg.r1_interval + 0 * logits.float().sum())
             self._track("r1_penalty", penalty)
 
@@ -285,15 +288,9 @@ class Trainer:
         self.stats = {}
         return dict(zip([*names, "aug_p", "ada_rt", "pl_mean"], values, strict=True))
 
-    @torch.no_grad()
-    def sample_grid(self, path: str | Path, psi: float = 1.0, columns: int = 8) -> Path:
+    def sample_grid(self, path: str | Path, psi: float = 1.0) -> Path:
         """The EMA generator's images for 32 fixed latents as one PNG grid."""
-        images = self.G_ema.synthesis(self.G_ema.mapping(self.sample_z.to(self.device), truncation_psi=psi))
-        images = (images.float().clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
-        rows = images.view(-1, columns, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # [R, H, C, W, 3]
-        grid = rows.reshape(rows.shape[0] * rows.shape[1], -1, 3).numpy()
-        Image.fromarray(np.ascontiguousarray(grid)).save(path)
-        return Path(path)
+        return save_grid(self.G_ema, self.sample_z.to(self.device), path, psi)
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -434,6 +431,34 @@ def _steps(trainer: Trainer, cfg: TrainConfig, start: float, reserve: float) -> 
                 return
         trainer.step()
         yield
+
+
+@torch.no_grad()
+def save_grid(generator: Generator, z: torch.Tensor, path: str | Path, psi: float = 1.0, columns: int = 8) -> Path:
+    """Images of `generator` for latents `z` (ψ-truncated, fixed noise) as one PNG grid, `columns` wide."""
+    images = torch.cat([generator.synthesis(generator.mapping(chunk, truncation_psi=psi), noise_mode="const")
+                        for chunk in z.split(16)])
+    images = (images.float().clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
+    rows = images.view(-1, columns, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # [rows, H, columns, W, 3]
+    Image.fromarray(np.ascontiguousarray(rows.reshape(rows.shape[0] * rows.shape[1], -1, 3).numpy())).save(path)
+    return Path(path)
+
+
+def export_generator(compact: str | Path, path: str | Path, *, mean_samples: int = 100_000) -> Path:
+    """Ship a compact folder's G_ema as the project's generator file (float16 safetensors), with `w_avg` re-estimated
+    from `mean_samples` mapped latents (the truncation centre that inversion and editing start from)."""
+    compact = Path(compact)
+    meta = json.loads((compact / "meta.json").read_text())
+    cfg = meta["config"]
+    generator = Generator(cfg["size"], cfg["style_dim"], cfg["n_mlp"], cfg["channel_base"], cfg["channel_max"])
+    tensors = read_parts(compact, "G_ema")
+    if tensors is None:
+        raise FileNotFoundError(f"{compact}: no G_ema-*.safetensors parts")
+    tensors.pop("w_avg", None)
+    generator.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    generator.w_avg.copy_(generator.mean_latent(mean_samples)[0])
+    return save_generator(generator, path, half=True, extra={"kimg": round(meta["nimg"] / 1000, 1), "trainer": {
+        k: cfg[k] for k in ("batch", "lr", "r1_interval", "pl_weight", "style_mixing", "augment", "mbstd_group")}})
 
 
 def seconds_per_kimg(trainer: Trainer, steps: int, warmup: int = 10) -> float:
