@@ -15,6 +15,13 @@ shift
 run=runs/face128
 out=${OUT:-out}
 mkdir -p "$run/data" "$out"
+# A fresh checkout has no .carry/state: rebuild it from what git keeps (D + meta in models/face128/resume; G starts
+# from the shipped G_ema, whose file has the compact G's keys; the EMA restarts from it).
+if [ ! -f .carry/state/meta.json ] && [ -f models/face128/resume/meta.json ]; then
+  mkdir -p .carry/state
+  cp models/face128/resume/* .carry/state/
+  cp models/face128/G_ema.safetensors .carry/state/G-00.safetensors
+fi
 cp .carry/data/train-*.npz "$run/data/"
 resume=()
 if [ -f "$run/state.pt" ] && cmp -s .carry/state/meta.json "$run/compact/meta.json"; then
