@@ -10,14 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def shared(relative: str) -> Path:
+    """A file or folder of `../shared/`, or skip the test with the reason when it is absent."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"{path} not found (needs ../shared/ beside the repo)")
+    return path
 
 
 def fixture_dir(name: str) -> Path:
-    path = FIXTURES / name
-    if not (path / "manifest.json").is_file():
-        pytest.skip(f"official fixture {name!r} not found at {path} (needs ../shared/ beside the repo)")
-    return path
+    return shared(f"fixtures/official/{name}/manifest.json").parent
 
 
 def regenerate_state_dict(name: str) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from official import shared
 
 from core.checkpoints import CheckpointError
 from core.editing import (
@@ -25,8 +26,6 @@ from core.editing import (
 from core.inversion import invert
 from core.nets.stylegan2 import Generator
 
-DIRECTIONS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "directions"
-
 
 @pytest.fixture(scope="module")
 def G() -> Generator:
@@ -37,10 +36,7 @@ def G() -> Generator:
 
 
 def official(relative: str) -> Path:
-    path = DIRECTIONS / relative
-    if not path.is_file():
-        pytest.skip(f"official direction file {relative} not found under {DIRECTIONS} (needs ../shared/)")
-    return path
+    return shared(f"fixtures/directions/{relative}")
 
 
 def test_sefa_gives_orthonormal_directions_matching_the_reference(G):

@@ -13,19 +13,13 @@ import numpy as np
 import pytest
 import pytorch_msssim
 import torch
+from official import shared
 from PIL import Image, ImageOps
 
 from core import faces, measures
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 LPIPS_REFERENCE = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}  # ref vs p0, ref vs p1 (the LPIPS authors')
 
-
-def shared(relative: str) -> Path:
-    path = SHARED / relative
-    if not path.exists():
-        pytest.skip(f"{path} not found (needs ../shared/ beside the repo)")
-    return path
 
 
 @pytest.fixture(scope="module")
