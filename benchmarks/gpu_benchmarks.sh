@@ -11,7 +11,10 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 python3 benchmarks/device_setup.py /tmp/site
 fixture=../shared/fixtures/official/nvidia_stylegan2ada_1024
 mkdir -p $fixture && cp .bench/manifest.json $fixture/
-python3 benchmarks/generator_speed.py --device cuda --repeats 10 | tee "$out/generator_speed_gpu.md"
-python3 benchmarks/pti_speed.py --device cuda --arch ffhq1024 --project-steps 60 --tune-steps 60 \
-    --variants fp32 bf16+cl bf16+cl+compile | tee "$out/pti_speed_gpu.md"
-python3 benchmarks/encoder_speed.py --device cuda --repeats 10 | tee "$out/encoder_speed_gpu.md"
+# Each table has its own time limit so that one slow part (a compilation) cannot cost the others; ~9 min in all.
+part() { local limit=$1 name=$2; shift 2; timeout "$limit" python3 "$@" 2>&1 | tee "$out/$name.md"; }
+part 110 encoder_speed_gpu benchmarks/encoder_speed.py --device cuda --repeats 10
+part 200 pti_speed_gpu benchmarks/pti_speed.py --device cuda --arch ffhq1024 --project-steps 60 --tune-steps 60 \
+    --variants fp32 bf16+cl bf16+cl+compile
+part 170 train_speed_gpu benchmarks/train_speed.py --device cuda --rows official compile
+part 60 generator_speed_gpu benchmarks/generator_speed.py --device cuda --repeats 10

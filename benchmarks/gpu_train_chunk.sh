@@ -17,11 +17,10 @@ out=${OUT:-out}
 mkdir -p "$run/data" "$out"
 # A fresh checkout has no .carry/state: rebuild it from what git keeps (D + meta in models/face128/resume; G starts
 # from the shipped G_ema, whose file has the compact G's keys; the EMA restarts from it).
-if [ ! -f .carry/state/meta.json ] && [ -f models/face128/resume/meta.json ]; then
-  mkdir -p .carry/state
-  cp models/face128/resume/* .carry/state/
-  cp models/face128/G_ema.safetensors .carry/state/G-00.safetensors
-fi
+# Parts missing from a carried .carry/state (D, to keep the call under 64 MiB) come from models/face128/resume.
+mkdir -p .carry/state
+[ -f .carry/state/meta.json ] || cp models/face128/G_ema.safetensors .carry/state/G-00.safetensors
+cp -n models/face128/resume/* .carry/state/
 cp .carry/data/train-*.npz "$run/data/"
 resume=()
 if [ -f "$run/state.pt" ] && cmp -s .carry/state/meta.json "$run/compact/meta.json"; then

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import dlib
 import numpy as np
 import scipy.ndimage
 import torch
@@ -161,6 +160,13 @@ def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
 # dlib models and detection
 
 
+def _dlib():
+    """dlib, imported on first use: loading images and the inversion code work without it (e.g. on a GPU box)."""
+    import dlib
+
+    return dlib
+
+
 def dlib_model_path(filename: str) -> Path:
     """A model file of the `face-recognition-models` package, found without importing it (its __init__ needs
     pkg_resources, gone from recent setuptools)."""
@@ -175,17 +181,17 @@ def dlib_model_path(filename: str) -> Path:
 
 @functools.cache
 def _hog_detector():
-    return dlib.get_frontal_face_detector()
+    return _dlib().get_frontal_face_detector()
 
 
 @functools.cache
 def _cnn_detector():
-    return dlib.cnn_face_detection_model_v1(str(dlib_model_path("mmod_human_face_detector.dat")))
+    return _dlib().cnn_face_detection_model_v1(str(dlib_model_path("mmod_human_face_detector.dat")))
 
 
 @functools.cache
 def _landmark_predictor():
-    return dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
+    return _dlib().shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
 
 
 def detect_faces(image: ImageSource, *, detector: str = "hog") -> list[Box]:
@@ -231,7 +237,7 @@ def face_landmarks(image: ImageSource, box: Box) -> np.ndarray:
         crop = crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.Resampling.BICUBIC)
     left, top = (box.left - region[0]) * scale, (box.top - region[1]) * scale
     right, bottom = (box.right - region[0]) * scale, (box.bottom - region[1]) * scale
-    shape = _landmark_predictor()(np.asarray(crop), dlib.rectangle(round(left), round(top), round(right) - 1,
+    shape = _landmark_predictor()(np.asarray(crop), _dlib().rectangle(round(left), round(top), round(right) - 1,
                                                                    round(bottom) - 1))
     points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
     return (points + 0.5) / scale - 0.5 + region[:2]  # pixel centres map as in PIL's resize

@@ -14,7 +14,6 @@ import pickle
 import warnings
 from pathlib import Path
 
-import dlib
 import lpips
 import numpy as np
 import torch
@@ -148,7 +147,7 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @functools.cache
 def _face_recognizer():
-    return dlib.face_recognition_model_v1(str(faces.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+    return faces._dlib().face_recognition_model_v1(str(faces.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
 
 
 def _as_image(image: faces.ImageSource | torch.Tensor) -> Image.Image:
@@ -165,6 +164,7 @@ def face_descriptor(image: faces.ImageSource | torch.Tensor) -> np.ndarray:
     if not boxes:
         raise faces.NoFaceFound(f"no face found in the {image.width}x{image.height} image for the identity descriptor")
     box = boxes[0]
+    dlib = faces._dlib()
     rect = dlib.rectangle(round(box.left), round(box.top), round(box.right) - 1, round(box.bottom) - 1)
     points = [dlib.point(round(x), round(y)) for x, y in faces.face_landmarks(image, box)]
     shape = dlib.full_object_detection(rect, points)
