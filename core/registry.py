@@ -70,6 +70,25 @@ for _name in ("default", "face128"):
     )
 register(
     Entry(
+        name="face128-attributes",
+        kind="attributes",
+        path="models/face128/attributes.safetensors",
+        description="CelebA attribute classifier (frozen AlexNet features + 40 logistic heads), 128 px aligned faces",
+        licence="non-commercial research only (CelebA labels)",
+    )
+)
+register(
+    Entry(
+        name="face128-directions",
+        kind="directions",
+        path="models/face128/directions.safetensors",
+        description="InterFaceGAN edit directions in W of the embedded face model (see models/face128/MODEL_CARD.md)",
+        licence="non-commercial research only (CelebA)",
+        extra={"generators": ("default", "face128"), "n_latent": 12, "style_dim": 512},
+    )
+)
+register(
+    Entry(
         name="ffhq-1024-rosinality",
         kind="generator",
         description="Official StyleGAN2 config-f FFHQ 1024 px, converted by rosinality (decoder of e4e/pSp/PTI demos)",
@@ -241,7 +260,8 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"{name!r} is neither a file nor a registry name; known names: {', '.join(REGISTRY)}")
 
 
-def _resolve_kind(name_or_path: str | os.PathLike, kinds: tuple[str, ...]) -> Path:
+def resolve_kind(name_or_path: str | os.PathLike, kinds: tuple[str, ...]) -> Path:
+    """`resolve`, refusing a registry name of another kind (a path is taken as it is)."""
     name = str(name_or_path)
     if name in REGISTRY and REGISTRY[name].kind not in kinds:
         raise ValueError(f"{name!r} is a {REGISTRY[name].kind} checkpoint, not one of {kinds}")
@@ -250,12 +270,12 @@ def _resolve_kind(name_or_path: str | os.PathLike, kinds: tuple[str, ...]) -> Pa
 
 def load_generator(name_or_path: str | os.PathLike = "default", device: str | torch.device = "cpu") -> Generator:
     """The generator a name (see `REGISTRY`) or a checkpoint file stands for, in eval mode on `device`."""
-    return load_generator_checkpoint(_resolve_kind(name_or_path, ("generator",))).to(device).eval()
+    return load_generator_checkpoint(resolve_kind(name_or_path, ("generator",))).to(device).eval()
 
 
 def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> EncoderModel:
     """An official pSp / e4e / Style Transformer (or DualStyleGAN Z+) encoder with its decoder, on `device`."""
-    path = _resolve_kind(name_or_path, ("e4e", "psp", "style_transformer", "dualstylegan_encoder"))
+    path = resolve_kind(name_or_path, ("e4e", "psp", "style_transformer", "dualstylegan_encoder"))
     entry = REGISTRY.get(str(name_or_path))
     if entry is not None and entry.kind == "dualstylegan_encoder":
         return load_encoder_checkpoint(path, kind="psp", latent_space="z+").to(device)
@@ -264,7 +284,7 @@ def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "
 
 def load_style_transfer(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> DualStyleGAN:
     """An official DualStyleGAN generator; its style codes load with `load_exstyle_codes(resolve(name))`."""
-    return load_dualstylegan(_resolve_kind(name_or_path, ("dualstylegan",))).to(device)
+    return load_dualstylegan(resolve_kind(name_or_path, ("dualstylegan",))).to(device)
 
 
 def available(kind: str | None = None) -> list[Entry]:
