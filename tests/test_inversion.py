@@ -6,6 +6,8 @@ seconds, the tuning lr is raised 10x over the paper's 3e-4 (a trained generator 
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
 from pathlib import Path
 
@@ -13,9 +15,18 @@ import pytest
 import torch
 from PIL import Image
 
-from core.__main__ import main
+from core.__main__ import add_invert_command, main
 from core.checkpoints import save_generator
-from core.inversion import InversionResult, as_targets, encoder_pivot, invert, locality_drift, make_pivot
+from core.inversion import (
+    PRESETS,
+    InversionResult,
+    as_targets,
+    encoder_pivot,
+    invert,
+    locality_drift,
+    make_pivot,
+    pivotal_tuning,
+)
 from core.inversion.optimise import TargetLPIPS, noise_regularisation, projector_lr
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
@@ -215,6 +226,46 @@ def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):
     assert {"mse", "psnr", "lpips", "ms_ssim", "id_sim"} <= report["metrics"].keys()
     assert InversionResult.load(tmp_path / "out" / "face" / "result.safetensors").method == "pti"
     assert not (tmp_path / "out" / "sky").exists()
+
+
+def test_fast_preset_projects_fewer_steps_with_its_own_settings_and_keywords_override_it(G):
+    target = faces_or_perturbed(G, 1)
+    totals = []  # each preset's planned steps (pivot + 2 tuning), from its first progress call, which cancels it
+    for preset in ("paper", "fast"):
+        invert(G, target, "pti", preset=preset, steps=2, progress=lambda s, total, v: totals.append(total) or False)
+    planned = {"paper": totals[0] - 2, "fast": totals[1] - 2}
+    paper_steps = inspect.signature(pivotal_tuning).parameters["project_steps"].default
+    assert planned == {"paper": paper_steps, "fast": PRESETS["fast"]["project_steps"]}
+    assert planned["fast"] < planned["paper"]
+    short = {preset: invert(G, target, "pti", preset=preset, project_steps=4, steps=2, early_stop=None)
+             for preset in ("fast", "paper")}
+    assert all(len(r.losses["pivot"]["loss"]) == 4 and r.options["preset"] == p for p, r in short.items())
+    assert short["fast"].options["lpips_net"] == "alex" and "lpips_net" not in short["paper"].options
+    # the same start and seed: the first projection losses differ only by the backbone (AlexNet vs VGG)
+    assert short["fast"].losses["pivot"]["lpips"][0] != short["paper"].losses["pivot"]["lpips"][0]
+
+
+def test_unknown_preset_names_the_known_ones(G):
+    target = faces_or_perturbed(G, 1)
+    with pytest.raises(ValueError, match="preset must be one of 'paper', 'fast'"):
+        invert(G, target, "pti", preset="quick")
+    with pytest.raises(ValueError, match="with method 'pti'"):
+        invert(G, target, "w", preset="fast")
+
+
+def test_cli_takes_every_preset(G, tmp_path):
+    parser = argparse.ArgumentParser()
+    add_invert_command(parser.add_subparsers())
+    for preset in PRESETS:
+        assert parser.parse_args(["invert", "a.jpg", "--out", "o", "--preset", preset]).preset == preset
+    with pytest.raises(SystemExit):
+        parser.parse_args(["invert", "a.jpg", "--out", "o", "--preset", "quick"])
+    Image.new("RGB", (40, 40), (150, 110, 90)).save(tmp_path / "crop.png")
+    model = save_generator(G, tmp_path / "G.safetensors")
+    code = main(["invert", str(tmp_path / "crop.png"), "--aligned", "--model", str(model), "--preset", "fast",
+                 "--pivot-steps", "2", "--steps", "2", "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "crop" / "metrics.json").read_text())
+    assert code == 0 and report["options"]["preset"] == "fast" and report["options"]["project_steps"] == 2
 
 
 def test_encoder_methods_share_invert_and_its_result_type():

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from core.faces import ImageSource, pil_to_tensor
 from core.inversion.optimise import Progress, fit_latents, project
-from core.inversion.pti import PIVOTS, encoder_pivot, locality_drift, make_pivot, pivotal_tuning
+from core.inversion.pti import PIVOTS, PRESETS, encoder_pivot, locality_drift, make_pivot, pivotal_tuning
 from core.inversion.result import InversionResult
 from core.nets.stylegan2 import Generator
 
@@ -25,7 +25,6 @@ ENCODER_METHODS = ("psp", "e4e", "style_transformer")
 __all__ = [
     "invert",
     "encode",
-    "encoder_pivot",
     "ENCODER_METHODS",
     "as_targets",
     "project",
@@ -37,6 +36,7 @@ __all__ = [
     "InversionResult",
     "Progress",
     "PIVOTS",
+    "PRESETS",
     "Method",
 ]
 
@@ -62,6 +62,7 @@ def invert(
     *,
     progress: Progress | None = None,
     encoder: torch.nn.Module | None = None,
+    preset: str = "paper",
     **options,
 ) -> InversionResult:
     """Invert one aligned face (or several: batched W/W+, multi-ID PTI) with G, which is left untouched.
@@ -71,13 +72,19 @@ def invert(
 
     method 'w' / 'w+': the StyleGAN2 projector (options of `fit_latents`, default 1000 steps); 'pti': a pivot
     (default: 450 W-projection steps) then generator tuning (options of `pivotal_tuning`: pivot, steps,
-    locality, ...). progress(step, total, losses) is called after every step; returning False stops early.
+    locality, ...), starting from the named `preset` of `PRESETS` ('paper' or 'fast'), which options override.
+    progress(step, total, losses) is called after every step; returning False stops early.
     """
+    if preset not in PRESETS or (preset != "paper" and method != "pti"):
+        raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}, with method 'pti'; "
+                         f"not {preset!r} with {method!r}")
     targets = as_targets(images, G.size).to(next(G.parameters()).device)
     if method in ("w", "w+"):
         return project(G, targets, space=method, progress=progress, **options)
     if method == "pti":
-        return pivotal_tuning(G, targets, progress=progress, **options)
+        result = pivotal_tuning(G, targets, progress=progress, **PRESETS[preset] | options)
+        result.options["preset"] = preset
+        return result
     if method in ENCODER_METHODS:
         if encoder is None:
             raise ValueError(f"method {method!r} needs encoder=... (e.g. core.registry.load_encoder('e4e-ffhq'))")

@@ -33,6 +33,15 @@ from core.nets.stylegan2 import Generator
 
 # The paper's pivot ablation (Sec. 4.4, Fig. 9): letter -> pivot source.
 PIVOTS = {"A": "w", "B": "w+", "C": "mean", "D": "random", "E": "joint-mean", "F": "joint-random"}
+# Named settings for `invert(G, photo, "pti", preset=...)`; keywords given to `invert` override them.
+PRESETS: dict[str, dict[str, object]] = {
+    # The paper's: 450 W-projection steps with LPIPS-VGG and noise regularisation, then up to 350 tuning steps
+    # (LPIPS-alex + L2), early stop at LPIPS 0.06; these are the keyword defaults of `pivotal_tuning`.
+    "paper": {},
+    # <= 60 s on 2 CPU cores for the embedded 128 px model (chosen by measurement: benchmarks/README.md,
+    # "PTI speed"): a shorter projection with the cheaper AlexNet LPIPS, bf16 autocast + channels-last.
+    "fast": dict(project_steps=150, lpips_net="alex", autocast=torch.bfloat16, channels_last=True),
+}
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 PivotSource = str | Encoder | torch.Tensor
 
@@ -116,6 +125,7 @@ def pivotal_tuning(
     *,
     pivot: PivotSource = "w",
     project_steps: int = 450,
+    project_lr: float = 0.01,
     steps: int = 350,
     lr: float = 3e-4,
     l2_weight: float = 1.0,
@@ -142,8 +152,9 @@ def pivotal_tuning(
     `locality_samples` latents w_r at distance alpha from the pivot (towards f(z), psi) and
     locality_weight * (LPIPS + locality_l2 * MSE)(G_orig(w_r), G_tuned(w_r)) with noise off, the paper's
     L_pt + lambda_R L_R. (The official code instead weights LPIPS and L2 by 0.1 each: 0.1 L_LPIPS + 0.1 L2.)
-    Joint pivots (E, F) optimise the pivot with Adam at `pivot_lr` alongside the generator. Extra keywords go to
-    the W/W+ projection (`fit_latents`). When `progress` returns False the run ends there and returns what it has.
+    Joint pivots (E, F) optimise the pivot with Adam at `pivot_lr` alongside the generator. A W/W+ pivot is
+    projected for `project_steps` at `project_lr`; extra keywords go to that projection (`fit_latents`).
+    When `progress` returns False the run ends there and returns what it has.
     """
     started = time.perf_counter()
     device = device_of(G)
@@ -153,7 +164,7 @@ def pivotal_tuning(
     projecting = name in ("w", "w+")
     total = (project_steps if projecting else 0) + steps
     speed = {"autocast": autocast, "channels_last": channels_last, "compile": compile}
-    ws, pivot_losses = make_pivot(G, targets, name, project_steps=project_steps, seed=seed,
+    ws, pivot_losses = make_pivot(G, targets, name, project_steps=project_steps, seed=seed, lr=project_lr,
                                   progress=phase_progress(progress, "pivot", 0, total), **projection, **speed)
     pivot_seconds = time.perf_counter() - started
 
@@ -204,8 +215,8 @@ def pivotal_tuning(
     )
     finished = time.perf_counter()
     options = dict(pivot=name if isinstance(name, str) else type(name).__name__, project_steps=project_steps,
-                   steps=steps, lr=lr, l2_weight=l2_weight, early_stop=early_stop, locality=locality,
-                   locality_weight=locality_weight, locality_l2=locality_l2, alpha=alpha, psi=psi,
+                   project_lr=project_lr, steps=steps, lr=lr, l2_weight=l2_weight, early_stop=early_stop,
+                   locality=locality, locality_weight=locality_weight, locality_l2=locality_l2, alpha=alpha, psi=psi,
                    locality_samples=locality_samples, pivot_lr=pivot_lr, seed=seed, **projection, **speed)
     return InversionResult.create(
         "pti", G, targets, pivot=ws, tuned=tuned, losses={"pivot": pivot_losses, "tune": tune_losses},
