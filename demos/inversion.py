@@ -3,6 +3,7 @@ measures table."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import gradio as gr
 from PIL import Image
 
 from core import faces
-from core.inversion import InversionResult, invert
+from core.inversion import PRESETS, InversionResult, invert, pivotal_tuning
 from core.measures import score
 from demos.common import NO_FACE, AppContext, Page, gpu, progress_callback, user_errors, user_message
 from demos.state import Session
@@ -79,13 +80,21 @@ def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
     return faces.align_face(photo, size=ctx.generator.size).image
 
 
+def preset_steps(preset: str) -> tuple[int, int]:
+    """PTI's (pivot steps, tuning steps) under a preset of `core.inversion.PRESETS`: what the sliders start at."""
+    defaults = {name: p.default for name, p in inspect.signature(pivotal_tuning).parameters.items()}
+    options = defaults | PRESETS[preset]
+    return options["project_steps"], options["steps"]
+
+
 @gpu
 def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str, latent_steps: int,
-               tune_steps: int, progress: gr.Progress) -> Run:
-    """Invert the aligned crop with one of `METHODS`; latent_steps are W/W+ steps or PTI's pivot steps."""
+               tune_steps: int, progress: gr.Progress, preset: str = "paper") -> Run:
+    """Invert the aligned crop with one of `METHODS`; latent_steps are W/W+ steps or PTI's pivot steps, which
+    override PTI's `preset` (the rest of its settings: precision, LPIPS backbone)."""
     options = dict(METHODS[label])
     if options["method"] == "pti":
-        options |= {"project_steps": int(latent_steps), "steps": int(tune_steps)}
+        options |= {"preset": preset, "project_steps": int(latent_steps), "steps": int(tune_steps)}
     else:
         options["steps"] = int(latent_steps)
     started = time.perf_counter()

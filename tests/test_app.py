@@ -58,12 +58,13 @@ def test_explore_style_mixing(client):
 
 @pytest.fixture(scope="module")
 def inverted(app):
-    """A session in which a real face photo was inverted with a few PTI steps: (client, outputs of /invert)."""
+    """A session in which a real face photo was inverted with a few PTI steps of the fast preset: (client, outputs
+    of /invert)."""
     photo = face_photo()
     if photo is None:
         pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
     client = Client(app.url, verbose=False)
-    return client, client.predict(handle_file(photo), "PTI", False, 20, 20, api_name="/invert")
+    return client, client.predict(handle_file(photo), "PTI", False, 20, 20, "fast", api_name="/invert")
 
 
 def test_invert_shows_crop_reconstruction_and_measures(inverted):
