@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +60,14 @@ def run_one(G: torch.nn.Module, photo: Path, preset: str) -> dict:
     }
 
 
+def mean(values: list[float]) -> float:
+    """Mean of the values that are not NaN (dlib found no face: no identity cosine), NaN if none is."""
+    found = [v for v in values if not math.isnan(v)]
+    return sum(found) / len(found) if found else math.nan
+
+
 def mean_row(rows: list[dict], preset: str) -> dict:
-    """The preset's mean over faces (identity over the faces dlib found in both images)."""
-    mean = lambda values: float(np.nanmean(values))
+    """The preset's mean over faces."""
     return {
         "preset": preset, "photo": f"**mean of {len(rows)}**",
         **{key: mean([r[key] for r in rows]) for key in ("pivot_s", "tune_s", "total_s", "tune_steps")},
@@ -117,7 +122,7 @@ def main() -> None:
     if len(counts) > 1:  # every preset on the faces they all ran
         common = min(counts.values())
         paired = [mean_row([r for r in rows if r["preset"] == p][:common], p) for p in counts]
-        print(f"\nOn the {common} faces every preset ran:\n\n" + table(paired))
+        print(f"\nOn the {common} face(s) every preset ran:\n\n" + table(paired))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "model": args.model, "seed": args.seed,
                                          "rows": rows, "means": means}, indent=1))
