@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from core.attributes import CELEBA_ATTRIBUTES, FEATURE_SIZE, POOL_GRIDS, AttributeClassifier, alexnet_features
 from core.data import decode_shard, shard_paths
 
-L2_CHOICES = (1e-4, 1e-3, 1e-2)  # per-sample L2 on the standardised features' weights
+L2_CHOICES = (1e-4, 3e-4, 1e-3)  # per-sample L2 on the standardised features' weights
 
 
 def read_labels(csv_path: str | Path) -> dict[str, tuple[int, np.ndarray]]:
@@ -59,7 +59,7 @@ def shard_features(data: str | Path, split: str, labels: dict[str, tuple[int, np
     return result
 
 
-def fit_heads(features: torch.Tensor, labels: torch.Tensor, l2: float, steps: int = 200
+def fit_heads(features: torch.Tensor, labels: torch.Tensor, l2: float, steps: int = 150
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean, std, weight [A, F], bias [A]): one logistic regression per label column on standardised features."""
     mean, std = features.mean(0), features.std(0) + 1e-4
@@ -95,7 +95,7 @@ def accuracy_table(classifier: AttributeClassifier, features: torch.Tensor, labe
 
 def train_attribute_classifier(data: str | Path, attributes_csv: str | Path, out: str | Path, *,
                                cache: str | Path | None = None, validation: float = 0.1, seed: int = 0,
-                               steps: int = 200) -> tuple[AttributeClassifier, list[dict]]:
+                               steps: int = 150) -> tuple[AttributeClassifier, list[dict]]:
     """Fit the heads on `data`'s train shards, pick L2 on held-back identities, save to `out`; returns the
     classifier and its held-out (the `heldout` split) accuracy table."""
     labels = read_labels(attributes_csv)
