@@ -7,6 +7,7 @@ act on W / W+ only, so they work the same with the original generator and with a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
-from core.checkpoints import CheckpointError, read_torch_file
+from core.checkpoints import CheckpointError, read_safetensors, read_torch_file
 from core.inversion.optimise import as_wplus
 from core.nets.stylegan2 import EqualLinear, Generator
+from core.registry import resolve_kind
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,55 @@ def linear_boundary(latents: torch.Tensor, labels: torch.Tensor, name: str = "bo
     optimizer.step(closure)
     normal = weight.detach() / std  # back to latent coordinates
     return Direction(name, (normal / normal.norm()).float(), None, "interfacegan")
+
+
+def conditional(direction: Direction, *others: Direction, name: str | None = None) -> Direction:
+    """InterFaceGAN's conditional manipulation: `direction` with the other boundaries' normals projected out, so
+    moving along it leaves their attributes' scores where they were (to first order). Unit vector [D]."""
+    if direction.vector.ndim != 1 or any(other.vector.ndim != 1 for other in others):
+        raise ValueError("conditional directions need W directions [D]")
+    vector = direction.vector.double()
+    basis, _ = torch.linalg.qr(torch.stack([other.vector.double() for other in others], dim=1))
+    vector = vector - basis @ (basis.T @ vector)
+    if vector.norm() < 1e-6:
+        raise ValueError(f"{direction.name!r} lies in the span of {[o.name for o in others]}: nothing is left")
+    label = name or "|".join([direction.name, *(other.name for other in others)])
+    return Direction(label, (vector / vector.norm()).float(), direction.layers, direction.source)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Direction files of this project: safetensors, one tensor per direction, metadata in the header
+
+
+def save_directions(directions: Sequence[Direction], path: str | Path, metadata: dict | None = None) -> Path:
+    """Directions (+ JSON-able metadata, e.g. the generator they were fitted on, strength ranges) to safetensors."""
+    names = [d.name for d in directions]
+    if len(set(names)) != len(names):
+        raise ValueError(f"direction names must be unique: {names}")
+    header = {"directions": json.dumps([{"name": d.name, "layers": d.layers, "source": d.source} for d in directions]),
+              "metadata": json.dumps(metadata or {})}
+    save_file({d.name: d.vector.float().contiguous().cpu() for d in directions}, str(path), metadata=header)
+    return Path(path)
+
+
+def _read_directions(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    path = resolve_kind(name_or_path, ("directions",))
+    tensors, header = read_safetensors(path)
+    if "directions" not in header:
+        raise CheckpointError(f"{path}: not a directions file of this project (no 'directions' in its header)")
+    return tensors, header
+
+
+def load_directions(name_or_path: str | Path = "face128-directions") -> list[Direction]:
+    """Directions saved with `save_directions`, by registry name or path, in the order they were saved."""
+    tensors, header = _read_directions(name_or_path)
+    return [Direction(item["name"], tensors[item["name"]], tuple(item["layers"]) if item["layers"] else None,
+                      item["source"]) for item in json.loads(header["directions"])]
+
+
+def directions_metadata(name_or_path: str | Path = "face128-directions") -> dict:
+    """The metadata saved with the directions (for the shipped ones: generator, recipe, strength range, measures)."""
+    return json.loads(_read_directions(name_or_path)[1]["metadata"])
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """`python -m core.train stylegan2 --data DIR --out DIR [...]`: train a StyleGAN2 on prepared face shards;
-`python -m core.train export COMPACT_DIR FILE`: ship its EMA generator; `python -m core.train samples FILE PNG`.
+`python -m core.train export COMPACT_DIR FILE`: ship its EMA generator; `python -m core.train samples FILE PNG`;
+`python -m core.train attributes --data DIR --labels CSV`: the attribute classifier; `python -m core.train
+directions`: InterFaceGAN directions for a generator, labelled by that classifier.
 
 Every option has a keyword default (StyleGAN2-ADA's where it has one); there are no config files. For several
 GPUs: `torchrun --nproc-per-node N -m core.train stylegan2 ...` (`--batch` is the total over all GPUs).
@@ -13,6 +15,8 @@ import dataclasses
 import torch
 
 from core.checkpoints import load_generator_file
+from core.training.attributes import accuracy_markdown, train_attribute_classifier
+from core.training.directions import ATTRIBUTES, CONDITIONAL, measure_table, train_directions
 from core.training.loop import TrainConfig, export_generator, save_grid, train
 
 HELP = {
@@ -60,6 +64,27 @@ def parser() -> argparse.ArgumentParser:
     samples.add_argument("--columns", type=int, default=8)
     samples.add_argument("--psi", type=float, default=0.7, help="truncation")
     samples.add_argument("--seed", type=int, default=0)
+    attributes = commands.add_parser("attributes", help="train the CelebA attribute classifier's heads",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    attributes.add_argument("--data", required=True, help=HELP["data"] + " plus heldout-*.npz (the report)")
+    attributes.add_argument("--labels", required=True, help="CelebA attributes.csv (file, identity, split, 40 x ±1)")
+    attributes.add_argument("--out", default="models/face128/attributes.safetensors")
+    attributes.add_argument("--cache", help="folder to keep the backbone features in (a rerun then takes seconds)")
+    attributes.add_argument("--steps", type=int, default=150, help="L-BFGS iterations per fit")
+    directions = commands.add_parser("directions", help="fit InterFaceGAN directions for a generator",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    directions.add_argument("--out", default="models/face128/directions.safetensors")
+    directions.add_argument("--generator", default="default", help="registry name or generator file")
+    directions.add_argument("--classifier", default="face128-attributes", help="registry name or classifier file")
+    directions.add_argument("--samples", type=int, default=4000, help="seeded latents to label and fit on")
+    directions.add_argument("--seed", type=int, default=0)
+    directions.add_argument("--psi", type=float, default=1.0, help="truncation of the fitting samples")
+    directions.add_argument("--share", type=float, default=0.1, help="top / bottom share of scores fitted on")
+    directions.add_argument("--attributes", default=",".join(ATTRIBUTES), help="classifier attributes (+ Yaw)")
+    directions.add_argument("--conditional", default=",".join("|".join(pair) for pair in CONDITIONAL),
+                            help="primary|condition pairs: primary with condition's normal projected out")
+    directions.add_argument("--measure-samples", type=int, default=32, help="faces walked per direction (0: skip)")
+    directions.add_argument("--cache", help="folder to keep the sampled faces in")
     return root
 
 
@@ -72,6 +97,19 @@ def main(argv: list[str] | None = None) -> None:
         generator = load_generator_file(args["model"])
         z = torch.randn(args["n"], generator.style_dim, generator=torch.Generator().manual_seed(args["seed"]))
         print(save_grid(generator, z, args["png"], args["psi"], args["columns"]))
+    elif command == "attributes":
+        _, table = train_attribute_classifier(args["data"], args["labels"], args["out"], cache=args["cache"],
+                                              steps=args["steps"])
+        print(f"wrote {args['out']}; held-out accuracy:\n{accuracy_markdown(table)}")
+    elif command == "directions":
+        pairs = [tuple(pair.split("|")) for pair in args.pop("conditional").split(",") if pair]
+        if any(len(pair) != 2 for pair in pairs):
+            raise SystemExit(f"--conditional takes primary|condition pairs separated by commas, got {pairs}")
+        names = [name for name in args.pop("attributes").split(",") if name]
+        _, metadata = train_directions(conditional=pairs, attributes=names, **args)
+        print(f"wrote {args['out']}; cosines between normals: {metadata['cosines']}")
+        if metadata["measured"]:
+            print(measure_table(metadata["measured"]))
     else:
         train(TrainConfig(**args))
 

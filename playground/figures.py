@@ -1,4 +1,4 @@
-"""Small matplotlib helpers for the notebooks: image grids, curves, markdown tables, GIFs."""
+"""Small matplotlib / PIL helpers for the notebooks: image grids, curves, markdown tables, GIFs, traversal grids."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+
+from core.editing import traverse
 
 
 def to_array(image: torch.Tensor) -> np.ndarray:
@@ -77,3 +80,30 @@ def save_gif(frames: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
     path = Path(path)
     imageio.mimsave(path, [(to_array(f) * 255).round().astype(np.uint8) for f in frames], duration=1 / fps, loop=0)
     return path
+
+
+@torch.no_grad()
+def traversal_grid(generator: torch.nn.Module, directions: Sequence, ws: torch.Tensor, strengths: Sequence[float],
+                   side: int = 96) -> Image.Image:
+    """One row per direction; per face of `ws` ([N, D]) a block of columns, one per strength; labelled, as a PIL
+    image (small enough for a model card: faces drawn at `side` px)."""
+    font = ImageFont.load_default(size=13)
+    label, gap, top = 120, 8, 20
+
+    def column(block: int, c: int) -> int:
+        return label + block * (len(strengths) * side + gap) + c * side
+
+    grid = Image.new("RGB", (column(len(ws), 0), top + len(directions) * side), "white")
+    draw = ImageDraw.Draw(grid)
+    for block in range(len(ws)):
+        for c, strength in enumerate(strengths):
+            draw.text((column(block, c) + side // 2, top // 2), f"{strength:+g}", fill="black", font=font, anchor="mm")
+    for r, direction in enumerate(directions):
+        draw.text((4, top + r * side + side // 2), direction.name, fill="black", font=font, anchor="lm")
+        latents = traverse(ws, direction, strengths).flatten(0, 1)
+        images = generator.synthesis(latents).unflatten(0, (len(strengths), len(ws)))
+        for c in range(len(strengths)):
+            for block in range(len(ws)):
+                face = Image.fromarray((to_array(images[c, block]) * 255).round().astype(np.uint8))
+                grid.paste(face.resize((side, side), Image.Resampling.LANCZOS), (column(block, c), top + r * side))
+    return grid

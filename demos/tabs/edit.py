@@ -9,12 +9,12 @@ from core.editing import Direction
 from core.inversion import InversionResult
 from demos.common import AppContext, Page, user_errors, user_message
 from demos.directions import (
-    FAMILY_NOTES,
     MAX_DIRECTIONS,
     STRENGTH_SPAN,
     direction_families,
     edited_latents,
     family_names,
+    family_note,
     find,
     render,
     traversal,
@@ -29,6 +29,9 @@ def build(ctx: AppContext, page: Page) -> None:
 
     def all_directions() -> dict[str, list[Direction]]:
         return direction_families(ctx.generator, ctx.model_name)
+
+    def note(family: str) -> str:
+        return family_note(family, ctx.generator, ctx.model_name)
 
     def missing(state: Session) -> str:
         return ("Your inversion was released to free memory: run it again in the Invert & PTI tab." if state.method
@@ -54,14 +57,14 @@ def build(ctx: AppContext, page: Page) -> None:
         labels = [d.name for d in all_directions()[family]]
         sliders_ = [gr.Slider(value=0, label=labels[i] if i < len(labels) else "", visible=i < len(labels))
                     for i in range(MAX_DIRECTIONS)]
-        return gr.Radio(info=FAMILY_NOTES[family]), gr.Dropdown(labels, value=labels[0]), *sliders_
+        return gr.Radio(info=note(family)), gr.Dropdown(labels, value=labels[0]), *sliders_
 
     gr.Markdown("Edit the face you inverted in **Invert & PTI**. Each slider moves its latent along one direction; "
                 "**Add to sequence** keeps the current edit and lets you stack another one on top.")
     status = gr.Markdown("Invert a photo first, in the Invert & PTI tab.")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            family = gr.Radio(names, value=names[0], label="Directions", info=FAMILY_NOTES[names[0]])
+            family = gr.Radio(names, value=names[0], label="Directions", info=note(names[0]))
             sliders = [gr.Slider(-STRENGTH_SPAN, STRENGTH_SPAN, 0, step=0.1, label=f"direction {i + 1}")
                        for i in range(MAX_DIRECTIONS)]
             with gr.Row():
