@@ -36,12 +36,15 @@ MEASURES = ("lpips", "mse", "ms_ssim", "id_sim")
 
 
 def pick_photos(folder: Path, n: int, seed: int) -> list[Path]:
-    """One photo each of n people (files are named <person>_<photo>.jpg), seeded."""
+    """One photo each of n people (files are named <person>_<photo>.jpg), seeded; a smaller n gives the first of
+    a larger n's picks."""
     people: dict[str, list[Path]] = {}
     for photo in sorted(folder.glob("*.jpg")):
         people.setdefault(photo.stem.split("_")[0], []).append(photo)
     rng = random.Random(seed)
-    return [rng.choice(people[person]) for person in rng.sample(sorted(people), n)]
+    order = sorted(people)
+    rng.shuffle(order)
+    return [rng.choice(people[person]) for person in order[:n]]
 
 
 def run_one(G: torch.nn.Module, photo: Path, preset: str) -> dict:
