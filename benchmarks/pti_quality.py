@@ -36,15 +36,13 @@ MEASURES = ("lpips", "mse", "ms_ssim", "id_sim")
 
 
 def pick_photos(folder: Path, n: int, seed: int) -> list[Path]:
-    """One photo each of n people (files are named <person>_<photo>.jpg), seeded; a smaller n gives the first of
-    a larger n's picks."""
+    """One photo each of n people (files are named <person>_<photo>.jpg), seeded. The photos depend on n (the
+    largest count of `--faces`): rerun with the same counts to get the same faces."""
     people: dict[str, list[Path]] = {}
     for photo in sorted(folder.glob("*.jpg")):
         people.setdefault(photo.stem.split("_")[0], []).append(photo)
     rng = random.Random(seed)
-    order = sorted(people)
-    rng.shuffle(order)
-    return [rng.choice(people[person]) for person in order[:n]]
+    return [rng.choice(people[person]) for person in rng.sample(sorted(people), n)]
 
 
 def run_one(G: torch.nn.Module, photo: Path, preset: str) -> dict:
