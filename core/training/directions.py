@@ -107,10 +107,11 @@ def measure_directions(generator: Generator, classifier: AttributeClassifier, di
     """Walk `samples` seeded faces (ψ = psi, the way faces are edited) along every direction; one row each.
 
     Score changes are in standard deviations of that score over the unedited faces, so attributes compare:
-    `target` is the direction's own score change per strength (for a conditional `a|b` the score of `a`), `others`
-    the mean |change| of the other watched scores at the largest |strength| (the first such) and `worst` the one
-    that moved most there; `id_cos` is the dlib descriptor cosine to the unedited face per strength, `same` the
-    share of faces still the same person by dlib's rule (distance < 0.6) at that largest |strength|.
+    `target` is the direction's own score change per strength (for a conditional `a|b` the score of `a`);
+    `changes` every watched score's change at the largest |strength| (the first such), `others` the mean |change|
+    of the other scores there and `worst` the one that moved most; `id_cos` is the dlib descriptor cosine to the
+    unedited face per strength, `same` the share of faces still the same person by dlib's rule (distance < 0.6)
+    at that largest |strength|.
     """
     start = time.time()
     latents, images = sample_faces(generator, samples, seed, psi)
@@ -134,6 +135,7 @@ def measure_directions(generator: Generator, classifier: AttributeClassifier, di
                                                         np.linalg.norm(reference, axis=1))
             row["id_cos"].append(float(np.nanmean(cos)))
             if strength == largest:
+                row["changes"] = change
                 others = {name: value for name, value in change.items() if name != target}
                 row["others"] = float(np.mean(np.abs(list(others.values()))))
                 row["worst"] = list(max(others.items(), key=lambda item: abs(item[1])))
@@ -150,14 +152,22 @@ def measure_table(rows: Sequence[dict]) -> str:
     strengths = rows[0]["strengths"]
     largest = f"@{max(strengths, key=abs):+g}"
     head = ["direction", *(f"Δ score @{s:+g}" for s in strengths), *(f"id cos @{s:+g}" for s in strengths),
-            f"same person {largest}", f"others mean |Δ| {largest}", f"most moved other {largest}"]
+            f"same person {largest}", f"others mean abs Δ {largest}", f"most moved other {largest}",
+            f"Δ of the condition {largest}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["direction"], *(f"{value:+.2f}" for value in row["target"]),
+        cells = [row["direction"].replace("|", "\\|"), *(f"{value:+.2f}" for value in row["target"]),
                  *(f"{value:.3f}" if not math.isnan(value) else "n/a" for value in row["id_cos"]),
-                 f"{row['same']:.0%}", f"{row['others']:.2f}", f"{row['worst'][0]} {row['worst'][1]:+.2f}"]
+                 f"{row['same']:.0%}", f"{row['others']:.2f}", f"{row['worst'][0]} {row['worst'][1]:+.2f}",
+                 _condition_change(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _condition_change(row: dict) -> str:
+    """For a conditional `a|b`: how much b's score moved (near 0 when the conditioning works)."""
+    _, _, condition = row["direction"].partition("|")
+    return f"{condition} {row['changes'][condition]:+.2f}" if condition in row.get("changes", {}) else ""
 
 
 def cached_samples(generator: Generator, generator_hash: str, n: int, seed: int, psi: float,
