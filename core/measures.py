@@ -147,7 +147,8 @@ def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @functools.cache
 def _face_recognizer():
-    return faces._dlib().face_recognition_model_v1(str(faces.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+    model_file = faces.dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")
+    return faces._dlib().face_recognition_model_v1(str(model_file))
 
 
 def _as_image(image: faces.ImageSource | torch.Tensor) -> Image.Image:
