@@ -25,19 +25,15 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoints import load_generator_file  # noqa: E402
 from core.data import decode_shard, shard_paths  # noqa: E402
-from core.faces import NoFaceFound  # noqa: E402
-from core.measures import face_descriptor  # noqa: E402
+from core.faces import to_uint8  # noqa: E402
+from core.measures import face_descriptors  # noqa: E402
 
 
 def descriptors(images: np.ndarray, desc: str) -> tuple[np.ndarray, int]:
     """Descriptors of the uint8 images [N, H, W, 3] in which a face is found, and how many were found."""
-    found = []
-    for image in tqdm(images, desc=desc, unit="img"):
-        try:
-            found.append(face_descriptor(image))
-        except NoFaceFound:
-            continue
-    return np.array(found), len(found)
+    rows = face_descriptors(tqdm(images, desc=desc, unit="img"))
+    found = rows[~np.isnan(rows[:, 0])]
+    return found, len(found)
 
 
 def real_descriptors(data: Path, split: str, n: int, seed: int = 0) -> np.ndarray:
@@ -94,7 +90,7 @@ def generated_images(path: Path, n: int, psi: float, seed: int, batch: int = 16)
     z = torch.randn(n, generator.style_dim, generator=torch.Generator().manual_seed(seed))
     images = [generator.synthesis(generator.mapping(chunk, truncation_psi=psi), noise_mode="const")
               for chunk in z.split(batch)]
-    return (torch.cat(images).clamp(-1, 1) * 127.5 + 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return to_uint8(torch.cat(images)).numpy()
 
 
 def main() -> None:

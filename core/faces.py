@@ -146,14 +146,18 @@ def pil_to_tensor(image: ImageSource) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0) / 127.5 - 1
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images [N, 3, H, W] in [-1, 1] as uint8 pixels [N, H, W, 3] on the CPU (values outside are clipped)."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     """A tensor [3, H, W] or [1, 3, H, W] in [-1, 1] as an RGB PIL image (values outside are clipped)."""
     if tensor.ndim == 4:
         if tensor.shape[0] != 1:
             raise ValueError(f"tensor_to_pil takes one image; got a batch of {tensor.shape[0]}")
         tensor = tensor[0]
-    pixels = ((tensor.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(pixels.permute(1, 2, 0).numpy())
+    return Image.fromarray(to_uint8(tensor[None])[0].numpy())
 
 
 # ---------------------------------------------------------------------------------------------------------------

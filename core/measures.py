@@ -12,6 +12,7 @@ import importlib.util
 import math
 import pickle
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import lpips
@@ -170,6 +171,17 @@ def face_descriptor(image: faces.ImageSource | torch.Tensor) -> np.ndarray:
     points = [dlib.point(round(x), round(y)) for x, y in faces.face_landmarks(image, box)]
     shape = dlib.full_object_detection(rect, points)
     return np.array(_face_recognizer().compute_face_descriptor(np.asarray(image), shape))
+
+
+def face_descriptors(images: Iterable[faces.ImageSource | torch.Tensor]) -> np.ndarray:
+    """`face_descriptor` of several images [N, 128]; a row of NaN where no face is found."""
+    rows = []
+    for image in images:
+        try:
+            rows.append(face_descriptor(image))
+        except faces.NoFaceFound:
+            rows.append(np.full(128, np.nan))
+    return np.stack(rows) if rows else np.empty((0, 128))
 
 
 def identity_similarity(a: faces.ImageSource | torch.Tensor, b: faces.ImageSource | torch.Tensor) -> dict[str, float]:

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from core import editing, faces
 from core.attributes import AttributeClassifier, head_yaw, load_attribute_classifier
 from core.editing import Direction
-from core.measures import DLIB_SAME_PERSON, face_descriptor
+from core.measures import DLIB_SAME_PERSON, face_descriptors
 from core.nets.stylegan2 import Generator
 from core.registry import load_generator, resolve, sha256_of
 
@@ -37,13 +36,8 @@ def sample_faces(generator: Generator, n: int, seed: int = 0, psi: float = 1.0, 
     for chunk in z.split(batch):
         w = generator.mapping(chunk.to(generator.w_avg.device), truncation_psi=psi)
         latents.append(w.cpu())
-        images.append(to_uint8(generator.synthesis(w)).cpu())
+        images.append(faces.to_uint8(generator.synthesis(w)))
     return torch.cat(latents), torch.cat(images)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3], rounded as `faces.tensor_to_pil` does."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def from_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -52,8 +46,9 @@ def from_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def score_faces(classifier: AttributeClassifier, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
     """Every attribute's logit [N] and the yaw proxy [N] of uint8 faces [N, H, W, 3]."""
-    logits = torch.cat([classifier.logits(from_uint8(chunk)) for chunk in images.split(batch)])
-    yaw = torch.cat([head_yaw(from_uint8(chunk)) for chunk in images.split(batch)])
+    chunks = [from_uint8(chunk) for chunk in images.split(batch)]
+    logits = torch.cat([classifier.logits(chunk) for chunk in chunks])
+    yaw = torch.cat([head_yaw(chunk) for chunk in chunks])
     return {**{name: logits[:, i] for i, name in enumerate(classifier.names)}, YAW: yaw}
 
 
@@ -88,17 +83,6 @@ def cosines(directions: Sequence[Direction]) -> dict[str, float]:
             for i, a in enumerate(directions) for b in directions[i + 1:]}
 
 
-def _descriptors(images: torch.Tensor) -> np.ndarray:
-    """dlib descriptors [N, 128] of uint8 faces; NaN rows where no face is found."""
-    rows = []
-    for image in images:
-        try:
-            rows.append(face_descriptor(Image.fromarray(image.numpy())))
-        except faces.NoFaceFound:
-            rows.append(np.full(128, np.nan))
-    return np.stack(rows)
-
-
 @torch.no_grad()
 def measure_directions(generator: Generator, classifier: AttributeClassifier, directions: Sequence[Direction], *,
                        samples: int = 64, seed: int = 1000, psi: float = 0.7,
@@ -117,7 +101,7 @@ def measure_directions(generator: Generator, classifier: AttributeClassifier, di
     latents, images = sample_faces(generator, samples, seed, psi)
     before = score_faces(classifier, images)
     spread = {name: float(value.std()) + 1e-6 for name, value in before.items()}
-    reference = _descriptors(images)
+    reference = face_descriptors(images.numpy())
     largest = max(strengths, key=abs)
     rows = []
     for direction in directions:
@@ -125,12 +109,12 @@ def measure_directions(generator: Generator, classifier: AttributeClassifier, di
         watched = list(dict.fromkeys([*watch, YAW, target]))
         row: dict = {"direction": direction.name, "strengths": list(strengths), "target": [], "id_cos": []}
         for strength in strengths:
-            edited = torch.cat([to_uint8(generator.synthesis(editing.apply(chunk, direction, strength)))
+            edited = torch.cat([faces.to_uint8(generator.synthesis(editing.apply(chunk, direction, strength)))
                                 for chunk in latents.split(25)])
             after = score_faces(classifier, edited)
             change = {name: float((after[name] - before[name]).mean()) / spread[name] for name in watched}
             row["target"].append(change[target])
-            descriptors = _descriptors(edited)
+            descriptors = face_descriptors(edited.numpy())
             cos = np.sum(descriptors * reference, 1) / (np.linalg.norm(descriptors, axis=1) *
                                                         np.linalg.norm(reference, axis=1))
             row["id_cos"].append(float(np.nanmean(cos)))
