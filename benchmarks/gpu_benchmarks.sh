@@ -11,7 +11,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 python3 benchmarks/device_setup.py /tmp/site
 fixture=../shared/fixtures/official/nvidia_stylegan2ada_1024
 mkdir -p $fixture && cp .bench/manifest.json $fixture/
-# Each table has its own time limit so that one slow part (a compilation) cannot cost the others; ~10 min in all.
+# Each table has its own time limit so that one slow part (a compilation) cannot cost the others; ~10 min each.
 # Name parts to run only those: `bash benchmarks/gpu_benchmarks.sh fir_speed train_speed`.
 wanted=" ${*:-encoder_speed pti_speed train_speed generator_speed fir_speed} "
 part() {
@@ -22,6 +22,6 @@ part() {
 part 110 encoder_speed benchmarks/encoder_speed.py --device cuda --repeats 10
 part 200 pti_speed benchmarks/pti_speed.py --device cuda --arch ffhq1024 --project-steps 60 --tune-steps 60 \
     --variants fp32 bf16+cl bf16+cl+compile
-part 170 train_speed benchmarks/train_speed.py --device cuda --rows official compile
+part 560 train_speed benchmarks/train_speed.py --device cuda --steps 32 --profile 16
 part 60 generator_speed benchmarks/generator_speed.py --device cuda --repeats 10
 part 60 fir_speed benchmarks/fir_speed.py --device cuda

@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/gpu_train_chunk.sh MINUTES [extra `python -m core.train stylegan2` options]
 #
-# In:  .carry/data/train-*.npz   the data shards this call trains on (rotate them across calls)
+# In:  .bench/*.whl              the lpips and pytorch-msssim wheels (`core.train` imports them; see gpu_benchmarks.sh)
+#      .carry/data/train-*.npz   the data shards this call trains on (rotate them across calls)
 #      .carry/state/             compact resume state (G-*, D-* float16 parts + meta.json); absent: start fresh
 # Out: $OUT/ G-*, G_ema-*, D-* parts, meta.json, samples.png, logs.tgz (log.jsonl, train.log, config.json,
 #      and any other *.txt left in $OUT) -- at most 8 files of <= 16 MiB, what the device tool brings back.
@@ -15,6 +16,8 @@ shift
 run=runs/face128
 out=${OUT:-out}
 mkdir -p "$run/data" "$out"
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
+export PYTHONPATH=/tmp/site:$PWD
 # A fresh checkout has no .carry/state: rebuild it from what git keeps (D + meta in models/face128/resume; G starts
 # from the shipped G_ema, whose file has the compact G's keys; the EMA restarts from it).
 # Parts missing from a carried .carry/state (D, to keep the call under 64 MiB) come from models/face128/resume.

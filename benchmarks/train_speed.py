@@ -3,9 +3,10 @@
     python benchmarks/train_speed.py --device cuda                 # the full table (~3 min on an H100)
     python benchmarks/train_speed.py --device cuda --rows embedded official   # without the compiled rows
 
-Rows: fp32 -> bf16 autocast -> + channels-last, then bf16 with torch.compile, with batch 64, and with lazy
-regularisation off (R1 and path length every step instead of every 16th / 4th), so the table shows what
-each is worth. Augmentation is on (`--augment ada`: all operations run whatever p is). The data are random uint8
+Rows: the FIR blur of the up / down-sampling convs as a separate depthwise filter against folded into the conv
+weights (`core.nets.stylegan2.FOLD_FILTERS`), fp32 -> bf16 autocast -> + channels-last, then bf16 with torch.compile,
+with batch 64, and with lazy regularisation off (R1 and path length every step instead of every 16th / 4th), so the
+table shows what each is worth. Augmentation is on (`--augment ada`: all operations run whatever p is). The data are random uint8
 images already on the device, as the trainer keeps real ones (`core.training.data`). The official trainer's
 figure (5.9 s/kimg on the same H100, without augmentation) is in ../shared/README.md.
 """
@@ -23,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine  # noqa: E402
+from core.nets import stylegan2  # noqa: E402
 from core.training.data import DeviceImageBank  # noqa: E402
 from core.training.loop import TrainConfig, Trainer, seconds_per_kimg, setup_distributed  # noqa: E402
 
@@ -30,7 +32,9 @@ from core.training.loop import TrainConfig, Trainer, seconds_per_kimg, setup_dis
 # mbstd group 4, gamma 0.0002 * 128^2 / 32 = 0.1024, ema 10 kimg, lr 0.0025, pl weight 2, style mixing 0.9.
 OFFICIAL = dict(channel_base=16384, channel_max=512, n_mlp=2, batch=32, mbstd_group=4, r1_gamma=0.1024, ema_kimg=10)
 EMBEDDED: dict = {}  # TrainConfig's defaults are the embedded model's
-VARIANTS = {
+VARIANTS = {  # every row folds the filters (the GPU default) unless it says "separate filters"
+    "fp32 (TF32), separate filters": dict(amp=False, fold=False),
+    "bf16 autocast, separate filters": dict(amp=True, fold=False),
     "fp32 (TF32)": dict(amp=False),
     "+ bf16 autocast (main phases)": dict(amp=True),
     "+ channels-last": dict(amp=True, channels_last=True),
@@ -39,15 +43,18 @@ VARIANTS = {
     "bf16 + torch.compile": dict(amp=True, compile=True),
 }
 ROWS = {  # the compiled rows last: they take a minute or two to compile
-    "embedded": [("embedded", EMBEDDED, v) for v in ("fp32 (TF32)", "+ bf16 autocast (main phases)",
-                                                     "+ channels-last", "bf16, batch 64")],
-    "official": [("official auto", OFFICIAL, v) for v in ("fp32 (TF32)",
-                                                          "+ bf16 autocast (main phases)", "+ channels-last",
-                                                          "bf16, lazy reg off")],
-    "compile": [("embedded", EMBEDDED, "bf16 + torch.compile"), ("official auto", OFFICIAL, "bf16 + torch.compile")],
+    "official": [("official auto", OFFICIAL, v) for v in ("bf16 autocast, separate filters",
+                                                          "+ bf16 autocast (main phases)", "fp32 (TF32)",
+                                                          "+ channels-last", "bf16, lazy reg off")],
+    "embedded": [("embedded", EMBEDDED, v) for v in ("fp32 (TF32), separate filters", "fp32 (TF32)",
+                                                     "+ bf16 autocast (main phases)", "+ channels-last",
+                                                     "bf16, batch 64")],
+    "compile": [("official auto", OFFICIAL, "bf16 + torch.compile"), ("embedded", EMBEDDED, "bf16 + torch.compile")],
 }
 
-def measure(config: dict, flags: dict, device: torch.device, steps: int) -> dict:
+def measure(config: dict, flags: dict, device: torch.device, steps: int, profile_steps: int = 0) -> dict:
+    flags = dict(flags)
+    stylegan2.FOLD_FILTERS = flags.pop("fold", None)
     cfg = dataclasses.replace(TrainConfig(augment="ada", **config), **flags)
     bank = DeviceImageBank(torch.randint(0, 256, (2048, 3, cfg.size, cfg.size), dtype=torch.uint8, device=device))
     if device.type == "cuda":
@@ -56,9 +63,22 @@ def measure(config: dict, flags: dict, device: torch.device, steps: int) -> dict
     trainer = Trainer(cfg, device, data=bank)
     warmup = 32 if cfg.compile else 16  # covers the first R1 and path-length steps (and their compilation)
     s_per_kimg = seconds_per_kimg(trainer, steps, warmup=warmup)
+    if profile_steps:
+        profile(trainer, profile_steps)
     return {"s_per_kimg": s_per_kimg, "setup_s": time.perf_counter() - start - s_per_kimg * steps * cfg.batch / 1000,
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
             "g_params_m": sum(p.numel() for p in trainer.G.parameters()) / 1e6}
+
+
+def profile(trainer: Trainer, steps: int) -> None:
+    """The top CUDA-time ops over `steps` steps (a multiple of 16 keeps the regularisers' share)."""
+    from torch.profiler import ProfilerActivity
+    with torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            trainer.step()
+        torch.cuda.synchronize()
+    print("\n```\n" + prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60)
+          + "```\n", flush=True)
 
 
 def main() -> None:
@@ -67,6 +87,8 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--steps", type=int, default=48, help="timed steps per row (multiples of 16 keep the mix)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="after each row, print the profiler's top ops over this many steps (CUDA)")
     args = parser.parse_args()
     _, _, device = setup_distributed(args.device)
     print(f"machine: {machine()}\n")
@@ -76,7 +98,7 @@ def main() -> None:
     for row in args.rows:
         for config_name, config, variant in ROWS[row]:
             try:
-                r = measure(config, VARIANTS[variant], device, args.steps)
+                r = measure(config, VARIANTS[variant], device, args.steps, args.profile)
             except Exception as err:  # a variant that fails here (e.g. compile on an old stack) is a table row too
                 print(f"| {config_name} | | {variant} | failed: {type(err).__name__}: {str(err)[:200]} |||||",
                       flush=True)

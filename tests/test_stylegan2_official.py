@@ -11,6 +11,7 @@ from nvidia_pickle import write_snapshot
 from official import load_array, regenerate_state_dict
 
 from core.checkpoints import CheckpointError, generator_from_state_dict, load_generator_checkpoint
+from core.nets import stylegan2
 from core.nets.stylegan2 import Discriminator
 
 IMAGE = dict(atol=2e-4, rtol=1e-4)
@@ -61,6 +62,18 @@ def test_training_path_matches_fused_path():
     g = rosinality_generator(fx).train()
     image = g.synthesis(load_array(fx, "C_wplus"), noise_mode="const")  # batch 2, grad enabled: non-fused
     assert_close(image.detach(), fx, "C_img", **IMAGE)
+
+
+def test_folded_filters_match_official(monkeypatch):
+    """The GPU default, blurs folded into the up / down-sampling convs, is the same maths (checked on the CPU)."""
+    monkeypatch.setattr(stylegan2, "FOLD_FILTERS", True)
+    fx = "rosinality_stylegan2_256"
+    g = rosinality_generator(fx)
+    with torch.no_grad():  # fused (grouped) modulated convs
+        assert_close(g.synthesis(load_array(fx, "C_wplus"), noise_mode="const"), fx, "C_img", **IMAGE)
+    image = g.train().synthesis(load_array(fx, "C_wplus"), noise_mode="const")  # shared-conv training path
+    assert_close(image.detach(), fx, "C_img", **IMAGE)
+    test_rosinality_discriminator_256()
 
 
 def test_rosinality_discriminator_256():

@@ -33,6 +33,22 @@ def fused_leaky_relu(
     return F.leaky_relu(x, negative_slope) * scale
 
 
+def fir_full_conv(weight: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Full 2-D convolution of every trailing k x k slice of `weight` with `kernel` (size k + taps - 1).
+
+    Two linear shift-invariant steps compose into one: a conv followed (or preceded) by an FIR filter is a
+    single conv with this kernel, which lets `stylegan2` replace its depthwise blur passes by denser convs.
+    Evaluated as one matmul by the map's matrix (the full convolution of each of the k x k unit kernels): a
+    conv over hundreds of thousands of single-channel k x k "images" is one of cuDNN's slowest cases.
+    """
+    *lead, kh, kw = weight.shape
+    fh, fw = kernel.shape
+    units = torch.eye(kh * kw, dtype=kernel.dtype, device=kernel.device).reshape(-1, 1, kh, kw)
+    matrix = F.conv2d(F.pad(units, [fw - 1, fw - 1, fh - 1, fh - 1]), kernel.flip([0, 1])[None, None])
+    out = weight.reshape(-1, kh * kw) @ matrix.reshape(kh * kw, -1).to(weight.dtype)
+    return out.reshape(*lead, kh + fh - 1, kw + fw - 1)
+
+
 def upfirdn2d(
     x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
 ) -> torch.Tensor:

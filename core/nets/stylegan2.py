@@ -19,9 +19,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.nets.ops import fused_leaky_relu, make_kernel, upfirdn2d
+from core.nets.ops import fir_full_conv, fused_leaky_relu, make_kernel, upfirdn2d
 
 NoiseMode = Literal["const", "random", "none"]
+
+# The blur of every up / down-sampling conv can be folded into the conv's weights (`ops.fir_full_conv`): the same
+# maths as a 6 x 6 dense kernel instead of a 3 x 3 conv plus a depthwise filter pass. On the GPU that is faster
+# (tensor cores take the extra multiply-adds; cuDNN's depthwise convs and their double backward are slow); on the
+# CPU the separate filter is cheaper. None: fold on CUDA only; True / False force it (benchmarks, tests).
+FOLD_FILTERS: bool | None = None
+
+
+def filters_folded(x: torch.Tensor) -> bool:
+    return x.is_cuda if FOLD_FILTERS is None else FOLD_FILTERS
 
 
 def channel_widths(size: int, channel_base: int, channel_max: int) -> dict[int, int]:
@@ -142,6 +152,8 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             p = (len(blur_kernel) - 2) - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+            # cropping the folded transposed conv by this much on each side gives the blurred output's size
+            self.folded_padding = len(blur_kernel) - 1 - self.blur.pad[0] if p % 2 == 0 else None
         self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
@@ -158,27 +170,35 @@ class ModulatedConv2d(nn.Module):
         weight = self.scale * self.weight * style.view(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
         demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8) if self.demodulate else None
         k = self.kernel_size
+        fold = self.upsample and self.folded_padding is not None and filters_folded(x)
         if fused:
             if demod is not None:
                 weight = weight * demod.view(batch, -1, 1, 1, 1)
             x = x.reshape(1, batch * self.in_channels, *x.shape[2:])
             if self.upsample:
                 weight = weight.transpose(1, 2).reshape(batch * self.in_channels, self.out_channels, k, k)
-                out = F.conv_transpose2d(x, weight.to(x.dtype), stride=2, groups=batch)
+                out = self.conv_up(x, weight, fold, groups=batch)
             else:
                 weight = weight.reshape(batch * self.out_channels, self.in_channels, k, k)
                 out = F.conv2d(x, weight.to(x.dtype), padding=self.padding, groups=batch)
             out = out.view(batch, self.out_channels, *out.shape[2:])
         else:
             x = x * style.view(batch, -1, 1, 1).to(x.dtype)
-            shared = (self.scale * self.weight[0]).to(x.dtype)
+            shared = self.scale * self.weight[0]
             if self.upsample:
-                out = F.conv_transpose2d(x, shared.transpose(0, 1), stride=2)
+                out = self.conv_up(x, shared.transpose(0, 1), fold)
             else:
-                out = F.conv2d(x, shared, padding=self.padding)
+                out = F.conv2d(x, shared.to(x.dtype), padding=self.padding)
             if demod is not None:
                 out = out * demod.view(batch, -1, 1, 1).to(out.dtype)
-        return self.blur(out) if self.upsample else out
+        return self.blur(out) if self.upsample and not fold else out
+
+    def conv_up(self, x: torch.Tensor, weight: torch.Tensor, fold: bool, groups: int = 1) -> torch.Tensor:
+        """2x transposed conv; with `fold`, the blur that follows it is in the kernel (and cropped by padding)."""
+        if fold:
+            weight = fir_full_conv(weight, self.blur.kernel)
+        padding = self.folded_padding if fold else 0
+        return F.conv_transpose2d(x, weight.to(x.dtype), stride=2, padding=padding, groups=groups)
 
 
 class NoiseInjection(nn.Module):
@@ -446,6 +466,16 @@ class ConvLayer(nn.Sequential):
         if activate:
             layers.append(FusedLeakyReLU(out_channels, bias=bias))
         super().__init__(*layers)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blur = self[0]
+        if not (self.downsample and blur.pad[0] == blur.pad[1] and filters_folded(x)):
+            return super().forward(x)
+        conv = self[1]  # blur, then a strided conv == one strided conv with the blur folded into its kernel
+        weight = fir_full_conv(conv.weight * conv.scale, blur.kernel.flip([0, 1]))
+        x = F.conv2d(x, weight, conv.bias, stride=2, padding=blur.pad[0])
+        return self[2](x) if len(self) > 2 else x
 
 
 class ResBlock(nn.Module):
