@@ -11,7 +11,9 @@ convs) and "shifts" (weighted sums of shifted slices: elementwise only). Each is
 timed forward + backward and forward + gradient with create_graph + backward (the double backward of R1).
 On this project's 2-core CPU (batch 1, one thread, 2026-11-23) "grouped" wins forward + backward up to 64 px
 (folded / separable 9-30x slower, shifts 1.7-2.5x), "shifts" wins at 128 px and in the double backward up to 32 px
-(23 against 81 ms at 512 x 16²): the GPU numbers decide what the trainer uses.
+(23 against 81 ms at 512 x 16²). On the GPU the trainer now folds the blurs of its up / down-sampling convs into
+the conv weights (`core.nets.stylegan2.FOLD_FILTERS`, benchmarks/README.md); this table still decides how the
+remaining filters (ToRGB's upsampling of the skip image, and every filter on the CPU) are computed.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """StyleGAN2 training speed (s/kimg) at the official stylegan2-ada 128 px `--cfg=auto` config and the embedded one.
 
-    python benchmarks/train_speed.py --device cuda                 # the full table (~3 min on an H100)
-    python benchmarks/train_speed.py --device cuda --rows embedded official   # without the compiled rows
+    python benchmarks/train_speed.py --device cuda                   # official, compile, embedded rows (> 10 min)
+    python benchmarks/train_speed.py --device cuda --rows separate   # the blurs as separate depthwise filters
 
-Rows: the FIR blur of the up / down-sampling convs as a separate depthwise filter against folded into the conv
-weights (`core.nets.stylegan2.FOLD_FILTERS`), fp32 -> bf16 autocast -> + channels-last, then bf16 with torch.compile,
-with batch 64, and with lazy regularisation off (R1 and path length every step instead of every 16th / 4th), so the
-table shows what each is worth. Augmentation is on (`--augment ada`: all operations run whatever p is). The data are random uint8
+Each row builds a new trainer and pays cuDNN's autotuning of its shapes (1.5-4 minutes on an H100). Rows: bf16
+autocast of the main phases, + channels-last, lazy regularisation off (R1 and path length every step instead of
+every 16th / 4th), fp32 (TF32), bf16 with torch.compile, batch 64, all with the up / down-sampling blurs folded into
+the conv weights (`core.nets.stylegan2.FOLD_FILTERS`, the GPU default); "separate" rows keep the depthwise blur
+passes, so the table shows what each is worth. Augmentation is on (`--augment ada`: all operations run whatever p is). The data are random uint8
 images already on the device, as the trainer keeps real ones (`core.training.data`). The official trainer's
 figure (5.9 s/kimg on the same H100, without augmentation) is in ../shared/README.md.
 """
@@ -43,13 +44,13 @@ VARIANTS = {  # every row folds the filters (the GPU default) unless it says "se
     "bf16 + torch.compile": dict(amp=True, compile=True),
 }
 ROWS = {  # the compiled rows last: they take a minute or two to compile
-    "official": [("official auto", OFFICIAL, v) for v in ("bf16 autocast, separate filters",
-                                                          "+ bf16 autocast (main phases)", "fp32 (TF32)",
-                                                          "+ channels-last", "bf16, lazy reg off")],
-    "embedded": [("embedded", EMBEDDED, v) for v in ("fp32 (TF32), separate filters", "fp32 (TF32)",
-                                                     "+ bf16 autocast (main phases)", "+ channels-last",
-                                                     "bf16, batch 64")],
+    "official": [("official auto", OFFICIAL, v) for v in ("+ bf16 autocast (main phases)", "+ channels-last",
+                                                          "bf16, lazy reg off", "fp32 (TF32)")],
+    "embedded": [("embedded", EMBEDDED, v) for v in ("fp32 (TF32)", "+ bf16 autocast (main phases)",
+                                                     "+ channels-last", "bf16, batch 64")],
     "compile": [("official auto", OFFICIAL, "bf16 + torch.compile"), ("embedded", EMBEDDED, "bf16 + torch.compile")],
+    "separate": [("official auto", OFFICIAL, "bf16 autocast, separate filters"),
+                 ("embedded", EMBEDDED, "fp32 (TF32), separate filters")],
 }
 
 def measure(config: dict, flags: dict, device: torch.device, steps: int, profile_steps: int = 0) -> dict:
@@ -84,7 +85,7 @@ def profile(trainer: Trainer, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--rows", nargs="+", default=["official", "compile", "embedded"], choices=list(ROWS))
     parser.add_argument("--steps", type=int, default=48, help="timed steps per row (multiples of 16 keep the mix)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
