@@ -22,6 +22,6 @@ part() {
 part 110 encoder_speed benchmarks/encoder_speed.py --device cuda --repeats 10
 part 200 pti_speed benchmarks/pti_speed.py --device cuda --arch ffhq1024 --project-steps 60 --tune-steps 60 \
     --variants fp32 bf16+cl bf16+cl+compile
-part 560 train_speed benchmarks/train_speed.py --device cuda --steps 32 --profile 16
+part 570 train_speed benchmarks/train_speed.py --device cuda --steps 32
 part 60 generator_speed benchmarks/generator_speed.py --device cuda --repeats 10
 part 60 fir_speed benchmarks/fir_speed.py --device cuda

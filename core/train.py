@@ -30,7 +30,10 @@ HELP = {
     "augment": "'ada': DiffAugment ops with ADA's adaptive p; 'fixed': p = --aug-p; 'none'",
     "kimg": "stop when this many thousand images were seen in total",
     "minutes": "wall-clock budget of this run; it saves and stops before it runs out (0: none)",
-    "compile": "torch.compile the main phases (measured in benchmarks/train_speed.py)",
+    "amp": "bf16 autocast of the main phases (GPU; measured in benchmarks/train_speed.py)",
+    "amp_regularisers": "with --amp, also R1 and path length in bf16",
+    "compile": "torch.compile the main phases and the augmentation (measured in benchmarks/train_speed.py)",
+    "compile_mode": "torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune",
 }
 
 

@@ -67,6 +67,24 @@ def test_train_resumes_exactly(tmp_path: Path):
     assert all(torch.equal(a, b) for a, b in zip(weights(resumed), expected_weights, strict=True))
 
 
+@pytest.mark.slow
+def test_compiled_steps_match_eager(monkeypatch: pytest.MonkeyPatch):
+    """torch.compile of the main phases and the augmentation (the fast GPU path) computes the eager step."""
+    import torch._inductor.config
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random numbers in the graphs
+    torch._dynamo.reset()
+    cfg = dataclasses.replace(TINY, r1_interval=3, pl_interval=3, augment="ada")  # every op, both regularisers
+    eager, compiled = (Trainer(dataclasses.replace(cfg, compile=c), torch.device("cpu"), data=bank())
+                       for c in (False, True))
+    for trainer in (eager, compiled):
+        torch.manual_seed(5)
+        for _ in range(4):
+            trainer.step()
+    assert compiled.pop_stats() == pytest.approx(eager.pop_stats(), rel=1e-3, abs=1e-5)
+    for a, b in zip(weights(compiled), weights(eager), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
 def test_compact_resume_is_half_precision_and_trains(tmp_path: Path):
     cfg = dataclasses.replace(TINY, out=str(tmp_path / "run"), kimg=0.016, channels_last=True)
     trainer = train(cfg, data=bank())

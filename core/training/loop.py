@@ -6,8 +6,8 @@ interval and Adam's lr / betas by interval / (interval + 1). Then the EMA genera
 
 Speed: optional bf16 autocast of the main phases, the data set held on the device (`data.DeviceImageBank`), fused Adam,
 no host synchronisation inside a step (statistics and ADA's p stay on the device), optional channels-last and
-torch.compile for the main phases (the regularisation phases need double backward, which compiled graphs do
-not support, so they run eagerly on the same parameters). `benchmarks/train_speed.py` measures each.
+torch.compile for the main phases and the augmentation (the regularisation phases need double backward, which
+compiled graphs do not support, so they run eagerly on the same parameters). `benchmarks/train_speed.py` measures each.
 
 Multi-GPU: start with `torchrun --nproc-per-node N -m core.train stylegan2 ...`; G (with its mapping and
 style mixing, `loss.MappedSynthesis`) and D are wrapped in DistributedDataParallel whenever a process group
@@ -81,13 +81,14 @@ class TrainConfig:
     ada_interval: int = 4
     mirror: bool = True
     # speed
-    # bf16 autocast of the main phases (GPU only). Off by default: measured on the H100 with every phase in bf16,
-    # training ran at 8.1 s/kimg against 4.4 in fp32 (TF32), 65 % of the GPU time in the regularisers' double
-    # backward through the depthwise FIR convolutions, whose bf16 cuDNN kernels are slow; the regularisers now
-    # always run in fp32, and bf16 for the main phases alone awaits its measurement (benchmarks/README.md).
+    # bf16 autocast of the main phases (GPU only). Measured on the H100 (benchmarks/README.md): at the embedded config
+    # it is slower than fp32 (TF32) unless compiled; at the official config it pays. `amp_regularisers` extends it
+    # to R1 and path length, whose double backward was slow in bf16 while the blurs were depthwise convolutions.
     amp: bool = False
+    amp_regularisers: bool = False
     channels_last: bool = False
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode: "default", "reduce-overhead" (CUDA graphs), ...
     # run length and output
     kimg: float = 25000.0  # stop when this many images were seen in total
     minutes: float = 0.0  # wall-clock budget of this process (0: none); stops cleanly, saving first
@@ -203,16 +204,18 @@ class Trainer:
             self.g_train = DistributedDataParallel(self.g_train, device_ids=ids, broadcast_buffers=False)
             self.d_train = DistributedDataParallel(self.D, device_ids=ids, broadcast_buffers=False)
         # Main phases may run compiled; the regularisers (double backward) run the eager modules.
-        compiled = torch.compile if cfg.compile else (lambda module: module)
+        def compiled(module: torch.nn.Module) -> torch.nn.Module:
+            return torch.compile(module, mode=cfg.compile_mode) if cfg.compile else module
         self.g_main, self.d_main, self.d_judge = compiled(self.g_train), compiled(self.d_train), compiled(self.D)
+        self.augment_main = compiled(self.augment)
 
     def _adam(self, net: torch.nn.Module, reg_interval: int) -> torch.optim.Adam:
         ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
         return torch.optim.Adam(net.parameters(), lr=self.cfg.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8,
                                 fused=self.device.type == "cuda")
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp and self.device.type == "cuda":
+    def _autocast(self, regulariser: bool = False) -> contextlib.AbstractContextManager:
+        if self.cfg.amp and (self.cfg.amp_regularisers or not regulariser) and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -233,26 +236,29 @@ class Trainer:
         """One training step over `batch` images on every process."""
         cfg, batch, i = self.cfg, self.batch, self.step_index
         latents = lambda n: torch.randn(n, cfg.style_dim, device=self.device)  # noqa: E731
+        if cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune"):  # the CUDA-graph modes
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
 
         with self._autocast():  # G main: D's weights are not trained here, so only G's gradients are computed
             fake, ws = self.g_main(latents(batch))
-            loss = generator_loss(self.d_judge(self._images(self.augment(fake))))
+            loss = generator_loss(self.d_judge(self._images(self.augment_main(fake))))
         self._optimise(self.opt_G, loss, inputs=list(self.G.parameters()))
         self._track("loss_G", loss)
         with torch.no_grad():
             self.G.w_avg.lerp_(ws[:, 0].float().mean(0), 0.005)
 
-        if cfg.pl_weight > 0 and i % cfg.pl_interval == 0:  # regularisers in fp32: see `amp`
-            fake, ws = self.g_train(latents(max(batch // cfg.pl_batch_shrink, 1)))
-            penalty = self.path_length(fake, ws)  # + 0 x image: every parameter is in the graph, as DDP expects
+        if cfg.pl_weight > 0 and i % cfg.pl_interval == 0:
+            with self._autocast(regulariser=True):
+                fake, ws = self.g_train(latents(max(batch // cfg.pl_batch_shrink, 1)))
+                penalty = self.path_length(fake, ws)  # + 0 x image: every parameter is in the graph, as DDP expects
             self._optimise(self.opt_G, penalty * cfg.pl_weight * cfg.pl_interval + 0 * fake[:, 0, 0, 0].sum())
             self._track("pl_penalty", penalty)
 
         with torch.no_grad(), self._autocast():
             fake, _ = self.g_main(latents(batch))
-        real = self._images(self.augment(self.data.sample(batch)))
+        real = self._images(self.augment_main(self.data.sample(batch)))
         with self._autocast():
-            fake_logits = self.d_main(self._images(self.augment(fake)))
+            fake_logits = self.d_main(self._images(self.augment_main(fake)))
             real_logits = self.d_main(real)
             loss = discriminator_loss(fake_logits, real_logits)
         self._optimise(self.opt_D, loss)
@@ -264,7 +270,8 @@ class Trainer:
         self._track("D_fake", fake_logits.float().mean())
 
         if cfg.gamma > 0 and i % cfg.r1_interval == 0:
-            penalty, logits = r1_penalty(self.d_train, real)
+            with self._autocast(regulariser=True):
+                penalty, logits = r1_penalty(self.d_train, real)
             self._optimise(self.opt_D, penalty * (cfg.gamma / 2) * cfg.r1_interval + 0 * logits.float().sum())
             self._track("r1_penalty", penalty)
 
