@@ -6,8 +6,9 @@ interval and Adam's lr / betas by interval / (interval + 1). Then the EMA genera
 
 Speed: optional bf16 autocast of the main phases, the data set held on the device (`data.DeviceImageBank`), fused Adam,
 no host synchronisation inside a step (statistics and ADA's p stay on the device), optional channels-last and
-torch.compile for the main phases and the augmentation (the regularisation phases need double backward, which
-compiled graphs do not support, so they run eagerly on the same parameters). `benchmarks/train_speed.py` measures each.
+torch.compile for the main phases and the augmentation, optionally replayed as CUDA graphs (`compile_mode`; the
+regularisation phases need double backward, which compiled graphs do not support, so they run eagerly on the same
+parameters). `benchmarks/train_speed.py` measures each.
 
 Multi-GPU: start with `torchrun --nproc-per-node N -m core.train stylegan2 ...`; G (with its mapping and
 style mixing, `loss.MappedSynthesis`) and D are wrapped in DistributedDataParallel whenever a process group
@@ -81,9 +82,9 @@ class TrainConfig:
     ada_interval: int = 4
     mirror: bool = True
     # speed
-    # bf16 autocast of the main phases (GPU only). Measured on the H100 (benchmarks/README.md): at the embedded config
-    # it is slower than fp32 (TF32) unless compiled; at the official config it pays. `amp_regularisers` extends it
-    # to R1 and path length, whose double backward was slow in bf16 while the blurs were depthwise convolutions.
+    # bf16 autocast of the main phases (GPU only). Measured on the H100 (benchmarks/README.md): at the embedded widths
+    # it is slower than fp32 (TF32), compiled or not; at the official ones it pays (6.1 -> 4.5 s/kimg eager).
+    # `amp_regularisers` extends it to R1 and path length (same speed, less memory).
     amp: bool = False
     amp_regularisers: bool = False
     channels_last: bool = False
