@@ -3,13 +3,15 @@
     python benchmarks/train_speed.py --device cuda                   # official and embedded rows (> 10 min)
     python benchmarks/train_speed.py --device cuda --rows separate   # the blurs as separate depthwise filters
 
-Each row builds a new trainer and pays cuDNN's autotuning of its shapes (1.5-4 minutes on an H100). Rows: bf16
-autocast of the main phases, + channels-last, lazy regularisation off (R1 and path length every step instead of
-every 16th / 4th), fp32 (TF32), bf16 with torch.compile, batch 64, all with the up / down-sampling blurs folded into
-the conv weights (`core.nets.stylegan2.FOLD_FILTERS`, the GPU default); "separate" rows keep the depthwise blur
-passes, so the table shows what each is worth. Augmentation is on (`--augment ada`: all operations run whatever p is). The data are random uint8
-images already on the device, as the trainer keeps real ones (`core.training.data`). The official trainer's
-figure (5.9 s/kimg on the same H100, without augmentation) is in ../shared/README.md.
+Each row builds a new trainer (and a fresh torch.compile cache) and pays cuDNN's autotuning of shapes the process
+has not seen yet and any compilation (5 s to 3 minutes on an H100). Row groups: "official" and "embedded" (bf16
+autocast of the main phases, channels-last, lazy regularisation off, i.e. R1 and path length every step instead of
+every 16th / 4th, fp32 (TF32), torch.compile, batch 64), "compiled" (compile with bf16 regularisers, CUDA graphs,
+channels-last), "rerun" (session 4's clean re-measurement), all with the up / down-sampling blurs folded into the
+conv weights (`core.nets.stylegan2.FOLD_FILTERS`, the GPU default); "separate" rows keep the depthwise blur
+passes, so the table shows what each is worth. Augmentation is on (`--augment ada`: all operations run whatever p
+is). The data are random uint8 images already on the device, as the trainer keeps real ones (`core.training.data`).
+The official trainer's figure (5.9 s/kimg on the same H100, without augmentation) is in ../shared/README.md.
 """
 
 from __future__ import annotations

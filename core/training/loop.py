@@ -209,6 +209,7 @@ class Trainer:
             return torch.compile(module, mode=cfg.compile_mode) if cfg.compile else module
         self.g_main, self.d_main, self.d_judge = compiled(self.g_train), compiled(self.d_train), compiled(self.D)
         self.augment_main = compiled(self.augment)
+        self.cuda_graphs = cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")
 
     def _adam(self, net: torch.nn.Module, reg_interval: int) -> torch.optim.Adam:
         ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
@@ -237,7 +238,7 @@ class Trainer:
         """One training step over `batch` images on every process."""
         cfg, batch, i = self.cfg, self.batch, self.step_index
         latents = lambda n: torch.randn(n, cfg.style_dim, device=self.device)  # noqa: E731
-        if cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune"):  # the CUDA-graph modes
+        if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs may be overwritten
 
         with self._autocast():  # G main: D's weights are not trained here, so only G's gradients are computed
