@@ -144,6 +144,7 @@ def pivotal_tuning(
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
     compile: bool = False,
+    watch: Callable[[int, torch.Tensor], None] | None = None,
     **projection: object,
 ) -> InversionResult:
     """PTI of targets [N, 3, H, W] in [-1, 1]: N > 1 tunes one generator for all of them at once (multi-ID).
@@ -156,7 +157,9 @@ def pivotal_tuning(
     L_pt + lambda_R L_R. (The official code instead weights LPIPS and L2 by 0.1 each: 0.1 L_LPIPS + 0.1 L2.)
     Joint pivots (E, F) optimise the pivot with Adam at `pivot_lr` alongside the generator. A W/W+ pivot is
     projected for `project_steps` at `project_lr`; extra keywords go to that projection (`fit_latents`).
-    When `progress` returns False the run ends there and returns what it has.
+    When `progress` returns False the run ends there and returns what it has. `watch(step, images)` sees every
+    tuning step's reconstruction [N, 3, H, W] (after `step` updates, detached) without extra synthesis: what
+    quality-vs-steps curves are drawn from (benchmarks/pti_curves.py).
     """
     started = time.perf_counter()
     device = device_of(G)
@@ -186,7 +189,7 @@ def pivotal_tuning(
     def forward(latents: torch.Tensor, originals: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         with speed_context(device, autocast):
             images = tuned.synthesis(latents, noise=noise).float()
-        reconstruction = lpips_alex(images[:n]), _mse(images[:n], targets)
+        reconstruction = images[:n], lpips_alex(images[:n]), _mse(images[:n], targets)
         if originals is None:
             return reconstruction
         return *reconstruction, lpips_alex.model(images[n:], originals).flatten(), _mse(images[n:], originals)
@@ -200,7 +203,9 @@ def pivotal_tuning(
             with torch.no_grad():
                 originals = G.synthesis(ball, noise_mode="none")
             latents = torch.cat([latents, ball])
-        lp, l2, *regulariser = forward(latents, originals)
+        images, lp, l2, *regulariser = forward(latents, originals)
+        if watch is not None:
+            watch(step, images.detach())
         loss = (lp + l2_weight * l2).mean()
         logged = {"lpips": lp.mean(), "lpips_max": lp.max(), "mse": l2.mean()}
         if regulariser:

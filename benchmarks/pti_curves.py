@@ -1,0 +1,208 @@
+"""PTI quality against tuning steps on held-out faces of five kinds: the curves the presets and early stop are chosen by.
+
+    python -m benchmarks.pti_curves prepare                 # align the faces once -> .carry/pti_curves/faces.npz
+    python -m benchmarks.pti_curves run --runs fast-3e-4 fast-1e-3 --device cuda --shard 0 --shards 8
+    python -m benchmarks.pti_curves score .carry/pti_curves/runs/ --json benchmarks/pti_curves.json
+
+`prepare` FFHQ-aligns (at the generator's size) 8 faces from each held-out set nobody trained on: CelebA's eval
+split (one photo of 8 of its 100 people), LFW, FFHQ thumbnails, UTKFace children (age <= 10) and elderly (>= 60),
+picked with a seed. `run` does PTI with each named setting of `RUNS` on every face (early stop off, every tuning
+step run) and keeps the reconstruction after the tuning steps of `SNAPSHOTS` (step 0 is the pivot through the
+untouched generator) plus the tuning's per-step LPIPS / MSE; faces split over `--shards` processes (several share
+one GPU well: a 128 px step is launch-bound). `score` measures every snapshot against its target with
+`core.measures.score`'s measures and prints the tables that `benchmarks/README.md` quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT.parent / "shared" / "data" / "faces"
+WORK = ROOT / ".carry" / "pti_curves"
+SNAPSHOTS = (0, 25, 50, 75, 100, 150, 200, 400)
+# name -> (pivot projection: steps, lr, LPIPS net), tuning lr; tuning runs max(SNAPSHOTS) steps.
+RUNS = {
+    "fast-3e-4": ((100, 0.03, "alex"), 3e-4),
+    "fast-1e-3": ((100, 0.03, "alex"), 1e-3),
+    "fast-3e-3": ((100, 0.03, "alex"), 3e-3),
+    "fast50-3e-3": ((50, 0.03, "alex"), 3e-3),
+    "alex200-1e-3": ((200, 0.03, "alex"), 1e-3),
+    "alex450-3e-4": ((450, 0.01, "alex"), 3e-4),
+    "alex450-1e-3": ((450, 0.01, "alex"), 1e-3),
+}
+
+
+def held_out_photos(per_set: int = 8, seed: int = 0) -> list[tuple[str, Path]]:
+    """(set name, photo) for `per_set` seeded photos of each held-out set, one per person where people repeat."""
+    rng = random.Random(seed)
+
+    def one_per_person(folder: Path, person: callable) -> list[Path]:
+        people: dict[str, list[Path]] = {}
+        for photo in sorted(folder.iterdir()):
+            people.setdefault(person(photo.name), []).append(photo)
+        return [rng.choice(people[p]) for p in rng.sample(sorted(people), per_set)]
+
+    utk = sorted((FACES / "utkface").iterdir())
+    age = lambda photo: int(photo.name.split("_")[0])  # noqa: E731
+    return (
+        [("celeba", p) for p in one_per_person(FACES / "celeba" / "eval", lambda name: name.split("_")[0])]
+        + [("lfw", p) for p in one_per_person(FACES / "lfw", lambda name: name.rsplit("_", 1)[0])]
+        + [("ffhq", p) for p in rng.sample(sorted((FACES / "ffhq").iterdir()), per_set)]
+        + [("child", p) for p in rng.sample([p for p in utk if age(p) <= 10], per_set)]
+        + [("elderly", p) for p in rng.sample([p for p in utk if age(p) >= 60], per_set)]
+    )
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from core.faces import NoFaceFound, align_face
+
+    names, sets, crops = [], [], []
+    for kind, photo in held_out_photos(args.per_set, args.seed):
+        try:
+            crops.append(np.asarray(align_face(photo, size=args.size).image))
+        except NoFaceFound:
+            print(f"{photo}: no face found, skipped")
+            continue
+        names.append(photo.name)
+        sets.append(kind)
+    args.faces.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.faces, images=np.stack(crops), names=np.array(names), sets=np.array(sets))
+    print(f"{len(names)} faces -> {args.faces}")
+
+
+def run(args: argparse.Namespace) -> None:
+    from core.inversion import locality_drift, pivotal_tuning
+    from core.registry import load_generator
+
+    data = np.load(args.faces)
+    picked = range(args.shard, len(data["names"]), args.shards)
+    G = load_generator(args.model, args.device)
+    targets = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}; faces {list(picked)}", flush=True)
+    for name in args.runs:
+        (project_steps, project_lr, net), lr = RUNS[name]
+        snaps, curves, seconds, drift = [], [], [], []
+        for i in picked:
+            kept: dict[int, torch.Tensor] = {}
+
+            def watch(step: int, images: torch.Tensor, kept: dict = kept) -> None:
+                if step in SNAPSHOTS:
+                    kept[step] = images[0].float().clamp(-1, 1).add(1).mul(127.5).round().byte().cpu()
+
+            started = time.perf_counter()
+            result = pivotal_tuning(G, targets[i:i + 1], project_steps=project_steps, project_lr=project_lr,
+                                    lpips_net=net, lr=lr, steps=max(SNAPSHOTS) + 1, early_stop=None, watch=watch,
+                                    autocast=torch.bfloat16 if args.bf16 else None)
+            seconds.append(time.perf_counter() - started)
+            moved = locality_drift(G, result.generator(G), result.pivot.to(args.device))
+            drift.append([moved["lpips"], moved["mse"]])
+            snaps.append(torch.stack([kept[s] for s in SNAPSHOTS]))
+            curves.append([result.losses["tune"]["lpips"], result.losses["tune"]["mse"]])
+            print(f"{name} face {i}: {seconds[-1]:.1f} s, tuning LPIPS {curves[-1][0][0]:.3f} -> "
+                  f"{curves[-1][0][-1]:.4f}", flush=True)
+        kept_images = {} if args.no_snapshots else {"snapshots": torch.stack(snaps).numpy()}
+        np.savez(args.out / f"{name}.{args.shard:02d}.npz", index=np.array(list(picked)), drift=np.array(drift),
+                 **kept_images, curves=np.array(curves, np.float32),
+                 seconds=np.array(seconds), steps=np.array(SNAPSHOTS), device=str(args.device))
+
+
+def upsample(images: torch.Tensor) -> torch.Tensor:
+    """To 256 px, the resolution PTI's paper scores LPIPS at (its 1024 px images are area-downsampled to 256)."""
+    return torch.nn.functional.interpolate(images, size=(256, 256), mode="bilinear", align_corners=False)
+
+
+def score_runs(args: argparse.Namespace) -> None:
+    from core.identity import SAME_PERSON, embed, similarity
+    from core.measures import lpips_distance, ms_ssim, psnr
+
+    data = np.load(args.faces)
+    targets = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    sets = data["sets"]
+    report = {"machine": machine(), "faces": [str(n) for n in data["names"]], "sets": [str(s) for s in sets],
+              "runs": {}}
+    for name in RUNS:
+        loaded = [np.load(p) for folder in args.folders for p in sorted(folder.glob(f"{name}.*.npz"))]
+        with_images = [p for p in loaded if "snapshots" in p.files]
+        if not with_images:
+            continue
+        order = np.concatenate([p["index"] for p in with_images])
+        sort = np.argsort(order)
+        snaps = torch.from_numpy(np.concatenate([p["snapshots"] for p in with_images])[sort])
+        curves = np.concatenate([p["curves"] for p in with_images])[sort]
+        steps = [int(s) for s in with_images[0]["steps"]]
+        tgt, kinds = targets[order[sort]], sets[order[sort]]
+        drift = {int(i): d for p in loaded if "drift" in p.files for i, d in zip(p["index"], p["drift"], strict=True)}
+        rows = {}
+        with torch.no_grad():
+            for s, step in enumerate(steps):
+                rec = snaps[:, s].float() / 127.5 - 1
+                rows[step] = {
+                    "lpips": lpips_distance(rec, tgt).tolist(),
+                    "lpips256": lpips_distance(upsample(rec), upsample(tgt)).tolist(),
+                    "psnr": psnr(rec, tgt).tolist(),
+                    "ms_ssim": ms_ssim(rec, tgt).tolist(),
+                    "identity": similarity(embed(rec), embed(tgt)).tolist(),
+                }
+        report["runs"][name] = {"faces": order[sort].tolist(), "steps": steps, "snapshots": rows,
+                                "tune_lpips": curves[:, 0].tolist(), "tune_mse": curves[:, 1].tolist(),
+                                "locality_lpips": {i: float(d[0]) for i, d in drift.items()}}
+        print(f"\n### {name} ({len(order)} faces; identity: FaceNet cosine, same person > {SAME_PERSON})\n")
+        print("| tuning steps | LPIPS | LPIPS 256 px | PSNR dB | MS-SSIM | identity | same person | lowest identity |")
+        print("|---|---|---|---|---|---|---|---|")
+        for step, m in rows.items():
+            ident = np.array(m["identity"])
+            print(f"| {step} | {np.mean(m['lpips']):.4f} | {np.mean(m['lpips256']):.4f} | {np.mean(m['psnr']):.2f} "
+                  f"| {np.mean(m['ms_ssim']):.4f} | {ident.mean():.3f} | {(ident > SAME_PERSON).mean():.0%} "
+                  f"| {ident.min():.3f} |")
+        last = rows[steps[-1]]
+        print("\nPSNR per set at the last step: " + ", ".join(
+            f"{kind} {np.mean([v for v, k in zip(last['psnr'], kinds, strict=True) if k == kind]):.1f}"
+            for kind in dict.fromkeys(kinds)))
+        if drift:
+            print(f"locality drift after {steps[-1]} steps (LPIPS of base vs tuned images 30 away from the pivot, "
+                  f"{len(drift)} faces): {np.mean([d[0] for d in drift.values()]):.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(report))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("prepare")
+    p.add_argument("--per-set", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128)
+    p.set_defaults(fn=prepare)
+    p = commands.add_parser("run")
+    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="default")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (what the fast preset uses on the CPU)")
+    p.add_argument("--no-snapshots", action="store_true", help="keep only curves, timings and locality drift")
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--out", type=Path, default=WORK / "runs")
+    p.set_defaults(fn=run)
+    p = commands.add_parser("score")
+    p.add_argument("folders", type=Path, nargs="+", help="folders of `run` outputs")
+    p.add_argument("--json", type=Path)
+    p.set_defaults(fn=score_runs)
+    for p in commands.choices.values():
+        p.add_argument("--faces", type=Path, default=WORK / "faces.npz")
+    args = parser.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
