@@ -1,4 +1,4 @@
-"""PTI quality against tuning steps on held-out faces of five kinds: the curves the presets and early stop are chosen by.
+"""PTI quality against tuning steps on held-out faces of five kinds: the curves presets and early stop come from.
 
     python -m benchmarks.pti_curves prepare                 # align the faces once -> .carry/pti_curves/faces.npz
     python -m benchmarks.pti_curves run --runs fast-3e-4 fast-1e-3 --device cuda --shard 0 --shards 8
@@ -117,13 +117,9 @@ def run(args: argparse.Namespace) -> None:
                  seconds=np.array(seconds), steps=np.array(SNAPSHOTS), device=str(args.device))
 
 
-def upsample(images: torch.Tensor) -> torch.Tensor:
-    """To 256 px, the resolution PTI's paper scores LPIPS at (its 1024 px images are area-downsampled to 256)."""
-    return torch.nn.functional.interpolate(images, size=(256, 256), mode="bilinear", align_corners=False)
-
-
 def score_runs(args: argparse.Namespace) -> None:
     from core.identity import SAME_PERSON, embed, similarity
+    from core.inversion.pti import to_scoring_size as upsample
     from core.measures import lpips_distance, ms_ssim, psnr
 
     data = np.load(args.faces)

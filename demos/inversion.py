@@ -4,7 +4,6 @@ measures table."""
 from __future__ import annotations
 
 import inspect
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from core import faces
+from core import faces, identity
 from core.inversion import PRESETS, InversionResult, invert, pivotal_tuning
 from core.measures import score
 from demos.common import NO_FACE, AppContext, Page, gpu, progress_callback, user_errors, user_message
@@ -25,8 +24,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "PTI": {"method": "pti"},
     "PTI + locality": {"method": "pti", "locality": True},
 }
-TABLE_HEADERS = ["method", "MSE ↓", "LPIPS ↓", "MS-SSIM ↑", "ID sim ↑", "seconds"]
-MEASURE_KEYS = ("mse", "lpips", "ms_ssim", "id_sim")
+TABLE_HEADERS = ["method", "PSNR dB ↑", "LPIPS ↓", "MS-SSIM ↑", "same person (FaceNet cosine)", "seconds"]
+MEASURE_KEYS = ("psnr", "lpips", "ms_ssim")
 
 
 @dataclass
@@ -43,9 +42,11 @@ class Run:
 
     def table_row(self) -> list[str]:
         """The run's row under TABLE_HEADERS."""
-        values = [f"{self.scores[key]:.4f}" if not math.isnan(self.scores[key]) else "no face"
-                  for key in MEASURE_KEYS]  # NaN: dlib found no face in the reconstruction
-        return [self.label, *values, f"{self.result.timings.get('total', float('nan')):.1f}"]
+        values = [f"{self.scores[key]:.4f}" if key != "psnr" else f"{self.scores[key]:.1f}" for key in MEASURE_KEYS]
+        same = self.scores["same_person"]
+        verdict = "yes" if same == 1 else "no" if same == 0 else f"{same:.0%}"
+        person = f"{verdict} ({self.scores['identity']:.2f}; same above {identity.SAME_PERSON})"
+        return [self.label, *values, person, f"{self.result.timings.get('total', float('nan')):.1f}"]
 
     def table_column(self) -> list[list[str]]:
         """The same as (header, value) rows, for one run in a narrow column."""
@@ -132,7 +133,8 @@ def step_sliders(name: str, latent: int, tuning: int) -> tuple[gr.Slider, gr.Sli
     """The two step counts of an inversion: latent (W / W+, or PTI's pivot) and PTI's generator tuning."""
     return (gr.Slider(10, 1000, latent, step=10, label="Latent steps", info="W / W+, or PTI's pivot",
                       elem_id=f"{name}-latent-steps"),
-            gr.Slider(10, 500, tuning, step=10, label="Tuning steps (PTI)", info="stops early once LPIPS ≤ 0.06",
+            gr.Slider(10, 500, tuning, step=10, label="Tuning steps (PTI)",
+                      info="stops early once LPIPS ≤ 0.06 (scored at 256 px)",
                       elem_id=f"{name}-tune-steps"))
 
 

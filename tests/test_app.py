@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from core import registry
+from core import identity, registry
 from core.nets.stylegan2 import Generator
 from demos.common import progress_callback
 from demos.directions import OFFICIAL_INTERFACEGAN, direction_families, family_names
@@ -74,7 +75,11 @@ def test_invert_shows_crop_reconstruction_and_measures(inverted):
     assert np.abs(assert_image(reconstruction) - pixels(crop)).mean() > 1
     table = dict(measures["data"])
     assert table["method"] == "PTI"
-    assert 0 < float(table["MSE ↓"]) < 1 and 0 < float(table["LPIPS ↓"]) < 1 and -1 < float(table["MS-SSIM ↑"]) < 1
+    assert 10 < float(table["PSNR dB ↑"]) < 50 and 0 < float(table["LPIPS ↓"]) < 1
+    assert -1 < float(table["MS-SSIM ↑"]) < 1
+    verdict, similarity = re.fullmatch(r"(yes|no) \((-?[\d.]+); same above [\d.]+\)",
+                                       table["same person (FaceNet cosine)"]).groups()
+    assert -1 <= float(similarity) <= 1 and (verdict == "yes") == (float(similarity) > identity.SAME_PERSON)
     assert float(table["seconds"]) > 0
 
 

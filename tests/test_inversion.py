@@ -223,7 +223,7 @@ def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):
     written = sorted(p.name for p in (tmp_path / "out" / "face").iterdir())
     assert written == ["aligned.png", "metrics.json", "reconstruction.png", "result.safetensors"]
     report = json.loads((tmp_path / "out" / "face" / "metrics.json").read_text())
-    assert {"mse", "psnr", "lpips", "ms_ssim", "id_sim"} <= report["metrics"].keys()
+    assert {"mse", "psnr", "lpips", "ms_ssim", "identity", "same_person"} <= report["metrics"].keys()
     assert InversionResult.load(tmp_path / "out" / "face" / "result.safetensors").method == "pti"
     assert not (tmp_path / "out" / "sky").exists()
 

@@ -134,19 +134,26 @@ def test_identity_is_nan_without_a_face(lfw_people):
 
 
 def test_score(lfw_people):
-    target = faces.align_face(next(iter(lfw_people.values()))[0], size=128).image
+    people = iter(lfw_people.values())
+    target = faces.align_face(next(people)[0], size=128).image
     same = measures.score(target, target)
-    assert set(same) == {"mse", "psnr", "lpips", "ms_ssim", "id_sim"}
+    assert set(same) == {"mse", "psnr", "lpips", "ms_ssim", "identity", "same_person", "dlib_distance"}
     assert same["mse"] == 0 and same["psnr"] == math.inf and same["lpips"] < 1e-6
-    assert same["ms_ssim"] == pytest.approx(1, abs=1e-5) and same["id_sim"] == pytest.approx(1, abs=1e-6)
+    assert same["ms_ssim"] == pytest.approx(1, abs=1e-5) and same["identity"] == pytest.approx(1, abs=1e-5)
+    assert same["same_person"] == 1 and same["dlib_distance"] == pytest.approx(0, abs=1e-6)
 
     clean = faces.pil_to_tensor(target)
     noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     blank = torch.zeros_like(clean)
+    stranger = faces.pil_to_tensor(faces.align_face(next(people)[0], size=128).image)
     batch = measures.score(torch.cat([noisy, blank]), torch.cat([clean, clean]))
     alone = measures.score(noisy, clean)
     assert 0 < alone["mse"] < batch["mse"] and 20 < alone["psnr"] < 40
-    assert 0 < alone["lpips"] < 0.5 and 0.5 < alone["ms_ssim"] < 1 and alone["id_sim"] > 0.9
-    assert batch["id_sim"] == alone["id_sim"]  # the blank image has no face: left out of the mean
+    assert 0 < alone["lpips"] < 0.5 and 0.5 < alone["ms_ssim"] < 1
+    assert alone["identity"] > 0.8 and alone["same_person"] == 1 and alone["dlib_distance"] < 0.4
+    assert batch["same_person"] == 0.5  # the blank image is nobody
+    assert batch["dlib_distance"] == alone["dlib_distance"]  # dlib finds no face in the blank: left out of the mean
+    other = measures.score(stranger, clean)
+    assert other["same_person"] == 0 and other["identity"] < 0.477 and other["dlib_distance"] > 0.6
     with pytest.raises(ValueError, match="differ in shape"):
         measures.score(clean, clean[..., :64])
