@@ -90,7 +90,7 @@ def preset_steps(preset: str) -> tuple[int, int]:
 
 @gpu
 def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str, latent_steps: int,
-               tune_steps: int, progress: gr.Progress, preset: str = "paper") -> Run:
+               tune_steps: int, progress: gr.Progress, preset: str = "fast") -> Run:
     """Invert the aligned crop with one of `METHODS`; latent_steps are W/W+ steps or PTI's pivot steps, which
     override PTI's `preset` (the rest of its settings: precision, LPIPS backbone)."""
     options = dict(METHODS[label])

@@ -24,9 +24,9 @@ EDIT_FAMILY = "GANSpace"  # its first direction (the largest variation of W) sho
 
 
 def build(ctx: AppContext, page: Page) -> None:
-    gr.Markdown("Invert one photo with several methods. The table shows the **distortion** of each (lower MSE and "
-                "LPIPS, higher MS-SSIM and identity similarity are closer); the grid shows its **editability**: the "
-                f"same edit (the first {EDIT_FAMILY} direction, − and +) applied to each result.")
+    gr.Markdown("Invert one photo with several methods. The table shows the **distortion** of each (lower LPIPS, "
+                "higher PSNR and MS-SSIM are closer; *same person* by FaceNet, calibrated on LFW); the grid shows its "
+                f"**editability**: the same edit (the first {EDIT_FAMILY} direction, − and +) applied to each result.")
     with gr.Row():
         with gr.Column(scale=3):
             photo, crop = photo_picker(ctx, "compare")
