@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ RUNS = {
     "alex200-1e-3": ((200, 0.03, "alex"), 1e-3),
     "alex450-3e-4": ((450, 0.01, "alex"), 3e-4),
     "alex450-1e-3": ((450, 0.01, "alex"), 1e-3),
+    "preset-fast": "fast",  # the shipped preset as it runs (early stop on): snapshot steps 0 and -1 (where it ended)
 }
 
 
@@ -81,7 +83,8 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from core.inversion import locality_drift, pivotal_tuning
+    from core.faces import to_uint8
+    from core.inversion import PRESETS, locality_drift, pivotal_tuning
     from core.registry import load_generator
 
     data = np.load(args.faces)
@@ -91,30 +94,46 @@ def run(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}; faces {list(picked)}", flush=True)
     for name in args.runs:
-        (project_steps, project_lr, net), lr = RUNS[name]
+        if isinstance(RUNS[name], str):
+            options, steps = dict(PRESETS[RUNS[name]]), (0, -1)
+            options["autocast"] = options["autocast"] if args.bf16 else None
+        else:
+            (project_steps, project_lr, net), lr = RUNS[name]
+            options = dict(project_steps=project_steps, project_lr=project_lr, lpips_net=net, lr=lr,
+                           steps=max(SNAPSHOTS) + 1, early_stop=None, autocast=torch.bfloat16 if args.bf16 else None)
+            steps = SNAPSHOTS
         snaps, curves, seconds, drift = [], [], [], []
         for i in picked:
             kept: dict[int, torch.Tensor] = {}
 
-            def watch(step: int, images: torch.Tensor, kept: dict = kept) -> None:
-                if step in SNAPSHOTS:
-                    kept[step] = images[0].float().clamp(-1, 1).add(1).mul(127.5).round().byte().cpu()
+            def watch(step: int, images: torch.Tensor, kept: dict = kept, steps: tuple = steps) -> None:
+                if step in steps or -1 in steps:  # -1: every step overwrites it, so it ends as the last one
+                    kept[step if step in steps else -1] = to_uint8(images[:1])[0].permute(2, 0, 1)
 
             started = time.perf_counter()
-            result = pivotal_tuning(G, targets[i:i + 1], project_steps=project_steps, project_lr=project_lr,
-                                    lpips_net=net, lr=lr, steps=max(SNAPSHOTS) + 1, early_stop=None, watch=watch,
-                                    autocast=torch.bfloat16 if args.bf16 else None)
+            result = pivotal_tuning(G, targets[i:i + 1], watch=watch, **options)
             seconds.append(time.perf_counter() - started)
             moved = locality_drift(G, result.generator(G), result.pivot.to(args.device))
             drift.append([moved["lpips"], moved["mse"]])
-            snaps.append(torch.stack([kept[s] for s in SNAPSHOTS]))
-            curves.append([result.losses["tune"]["lpips"], result.losses["tune"]["mse"]])
+            snaps.append(torch.stack([kept[s] for s in steps]))
+            tune = result.losses["tune"]
+            padding = [math.nan] * (max(SNAPSHOTS) + 1 - len(tune["lpips"]))  # an early-stopped run's missing steps
+            curves.append([tune["lpips"] + padding, tune["mse"] + padding])
             print(f"{name} face {i}: {seconds[-1]:.1f} s, tuning LPIPS {curves[-1][0][0]:.3f} -> "
-                  f"{curves[-1][0][-1]:.4f}", flush=True)
+                  f"{tune['lpips'][-1]:.4f} after {len(tune['lpips'])} steps", flush=True)
         kept_images = {} if args.no_snapshots else {"snapshots": torch.stack(snaps).numpy()}
         np.savez(args.out / f"{name}.{args.shard:02d}.npz", index=np.array(list(picked)), drift=np.array(drift),
                  **kept_images, curves=np.array(curves, np.float32),
-                 seconds=np.array(seconds), steps=np.array(SNAPSHOTS), device=str(args.device))
+                 seconds=np.array(seconds), steps=np.array(steps), device=str(args.device))
+
+
+def rounded(value: object) -> object:
+    """JSON-ready with floats to 4 significant digits (the per-step curves are most of the file)."""
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return float(f"{value:.4g}") if isinstance(value, float) else value
 
 
 def score_runs(args: argparse.Namespace) -> None:
@@ -158,7 +177,9 @@ def score_runs(args: argparse.Namespace) -> None:
         print("|---|---|---|---|---|---|---|---|")
         for step, m in rows.items():
             ident = np.array(m["identity"])
-            print(f"| {step} | {np.mean(m['lpips']):.4f} | {np.mean(m['lpips256']):.4f} | {np.mean(m['psnr']):.2f} "
+            ran = np.isfinite(curves[:, 0]).sum(1)
+            label = step if step >= 0 else f"where it stopped ({ran.mean():.0f} steps, {ran.min()}-{ran.max()})"
+            print(f"| {label} | {np.mean(m['lpips']):.4f} | {np.mean(m['lpips256']):.4f} | {np.mean(m['psnr']):.2f} "
                   f"| {np.mean(m['ms_ssim']):.4f} | {ident.mean():.3f} | {(ident > SAME_PERSON).mean():.0%} "
                   f"| {ident.min():.3f} |")
         last = rows[steps[-1]]
@@ -169,7 +190,56 @@ def score_runs(args: argparse.Namespace) -> None:
             print(f"locality drift after {steps[-1]} steps (LPIPS of base vs tuned images 30 away from the pivot, "
                   f"{len(drift)} faces): {np.mean([d[0] for d in drift.values()]):.3f}")
     if args.json:
-        args.json.write_text(json.dumps(report))
+        args.json.write_text(json.dumps(rounded(report)))
+
+
+def figure(args: argparse.Namespace) -> None:
+    """Quality and identity against tuning steps and against CPU seconds: one line per tuning lr of `RUNS` that has
+    a `pti_quality.py` preset to take its seconds from (pivot seconds + steps x seconds per tuning step)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from core.identity import SAME_PERSON
+
+    report = json.loads(args.curves.read_text())
+    timing = {}
+    if args.timings:
+        means = {m["preset"]: m for m in json.loads(args.timings.read_text())["means"]}
+        timing = {name: (m["pivot_s"], m["tune_s"] / m["tune_steps"]) for name, m in means.items()}
+    lines = {"fast-3e-4": "lr 3e-4 (paper's tuning)", "fast-1e-3": "lr 1e-3", "fast-3e-3": "lr 3e-3 (fast preset)"}
+    seconds_of = {"fast-3e-4": "paper", "fast-3e-3": "fast"}
+    panels = [("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("lpips256", "LPIPS at 256 px (early stop: 0.06)"),
+              ("identity", "FaceNet identity"), ("same", f"same person (> {SAME_PERSON})")]
+    fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 7), constrained_layout=True)
+    for name, label in lines.items():
+        run = report["runs"].get(name)
+        if run is None:
+            continue
+        steps = run["steps"]
+        values = {key: [np.mean(run["snapshots"][str(s)][key]) for s in steps] for key, _ in panels if key != "same"}
+        values["same"] = [np.mean(np.array(run["snapshots"][str(s)]["identity"]) > SAME_PERSON) for s in steps]
+        preset = seconds_of.get(name)
+        for col, (key, title) in enumerate(panels):
+            axes[0, col].plot(steps, values[key], marker="o", label=label)
+            axes[0, col].set(title=title, xlabel="tuning steps")
+            if preset in timing:
+                pivot, per_step = timing[preset]
+                axes[1, col].plot([pivot + s * per_step for s in steps], values[key], marker="o",
+                                  label=f"{preset} preset's tuning ({per_step:.2f} s/step after a {pivot:.0f} s pivot)")
+                axes[1, col].set(title=title, xlabel="seconds on 2 CPU cores")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 2]:
+        ax.axhline(0.06, color="grey", linestyle="--")
+    axes[0, 0].legend(fontsize=8)
+    axes[1, 0].legend(fontsize=7)
+    faces = len(report["faces"])
+    fig.suptitle(f"PTI on {faces} held-out faces (CelebA eval, LFW, FFHQ, UTKFace children and elderly), "
+                 "100-step AlexNet pivot, early stop off")
+    fig.savefig(args.out, dpi=80)
+    print(f"-> {args.out}")
 
 
 def main() -> None:
@@ -194,6 +264,11 @@ def main() -> None:
     p.add_argument("folders", type=Path, nargs="+", help="folders of `run` outputs")
     p.add_argument("--json", type=Path)
     p.set_defaults(fn=score_runs)
+    p = commands.add_parser("figure")
+    p.add_argument("--curves", type=Path, default=ROOT / "benchmarks" / "pti_curves.json", help="`score --json`")
+    p.add_argument("--timings", type=Path, help="`pti_quality.py --json` output: seconds of each preset on the CPU")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "pti_curves.png")
+    p.set_defaults(fn=figure)
     for p in commands.choices.values():
         p.add_argument("--faces", type=Path, default=WORK / "faces.npz")
     args = parser.parse_args()

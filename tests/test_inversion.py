@@ -286,3 +286,28 @@ def test_encoder_methods_share_invert_and_its_result_type():
     torch.testing.assert_close(result.pivot, expected)
     with pytest.raises(ValueError, match="needs encoder"):
         invert(G, targets, "e4e")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("photo", ["8_1_0_20170109205351904.jpg.chip.jpg",   # an 8-year-old girl
+                                   "85_1_0_20170110183721942.jpg.chip.jpg"])  # an 85-year-old woman
+def test_default_pti_gives_back_the_person_on_held_out_faces(photo):
+    """What `python -m core invert PHOTO` and the app do by default (the fast preset, the embedded model) on held-out
+    UTKFace photos of the ages PTI's 128 px early stop used to get wrong (a child came back as an adult): the
+    issue's quality floor, and FaceNet's "same person". benchmarks/README.md has the 40-face table."""
+    from official import shared
+
+    from core.faces import align_face, pil_to_tensor
+    from core.measures import score
+    from core.registry import load_generator
+
+    G = load_generator("default")
+    target = pil_to_tensor(align_face(shared("data/faces/utkface") / photo, size=G.size).image)
+    parser = argparse.ArgumentParser()
+    add_invert_command(parser.add_subparsers())
+    default = parser.parse_args(["invert", photo, "--out", "out"]).preset  # the CLI's default preset
+    result = invert(G, target, "pti", preset=default)
+    measured = score(result.reconstruction, target)
+    assert measured["psnr"] >= 26 and measured["lpips"] <= 0.02 and measured["ms_ssim"] >= 0.93, measured
+    assert measured["same_person"] == 1, measured
+    assert len(result.losses["tune"]["lpips"]) <= PRESETS[default]["steps"]
