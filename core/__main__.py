@@ -64,7 +64,7 @@ def run_invert(args: argparse.Namespace) -> int:
 
     from core.faces import ImageError, NoFaceFound, align_face, load_image, pil_to_tensor, tensor_to_pil
     from core.inversion import invert
-    from core.measures import score
+    from core.measures import score_each
     from core.registry import load_generator
 
     options: dict = {"seed": args.seed}
@@ -108,13 +108,14 @@ def run_invert(args: argparse.Namespace) -> int:
 
             result = invert(G, crop, args.method, progress=progress, **options)
         tensor_to_pil(result.reconstruction[0]).save(folder / "reconstruction.png")
-        result.metrics |= score(result.reconstruction, pil_to_tensor(crop))
+        result.metrics |= score_each(result.reconstruction, pil_to_tensor(crop))  # per image, like its own
         result.save(folder / "result.safetensors")
         report = {"photo": str(photo), "method": args.method, "model": args.model, "options": result.options,
-                  "timings": result.timings, "metrics": {k: _finite(v) for k, v in result.metrics.items()}}
+                  "timings": result.timings, "metrics": {k: _finite(v[0]) for k, v in result.metrics.items()}}
         (folder / "metrics.json").write_text(json.dumps(report, indent=1))
-        print(f"{photo.name}: lpips {result.metrics['lpips']:.3f}, psnr {result.metrics['psnr']:.1f} dB, "
-              f"{result.timings['total']:.1f} s -> {folder}")
+        same = "same person" if result.metrics["same_person"][0] else "NOT the same person"
+        print(f"{photo.name}: psnr {result.metrics['psnr'][0]:.1f} dB, lpips {result.metrics['lpips'][0]:.3f}, "
+              f"{same} (identity {result.metrics['identity'][0]:.2f}), {result.timings['total']:.1f} s -> {folder}")
     done = len(photos) - len(skipped)
     print(f"{done} photo(s) inverted into {args.out}" + (f", {len(skipped)} skipped: {', '.join(skipped)}"
                                                           if skipped else ""))

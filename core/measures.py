@@ -208,16 +208,15 @@ def _as_batch(images: faces.ImageSource | torch.Tensor) -> torch.Tensor:
     return faces.pil_to_tensor(images)
 
 
-def score(reconstruction: faces.ImageSource | torch.Tensor, target: faces.ImageSource | torch.Tensor, *,
-          lpips_net: str = "alex") -> dict[str, float]:
-    """{mse, psnr, lpips, ms_ssim, identity, same_person, dlib_distance} of a reconstruction against its target,
-    each averaged over the batch. Takes FFHQ-aligned tensors [B, 3, H, W] in [-1, 1] or images (PIL, paths, ...)
-    of the same size.
+def score_each(reconstruction: faces.ImageSource | torch.Tensor, target: faces.ImageSource | torch.Tensor, *,
+               lpips_net: str = "alex") -> dict[str, list[float]]:
+    """{mse, psnr, lpips, ms_ssim, identity, same_person, dlib_distance}: one value per image of a reconstruction
+    against its target (FFHQ-aligned tensors [B, 3, H, W] in [-1, 1], or images of the same size).
 
-    identity: FaceNet cosine similarity (`core.identity`); same_person: the share of pairs above
-    `identity.SAME_PERSON` (1 % of different people on LFW score above it). dlib_distance: Euclidean distance of dlib
-    descriptors (dlib's rule: same person below 0.6), over the pairs where dlib finds both faces (NaN if none).
-    At 128 px dlib's *cosine* scores different people ~0.8, so it is not reported.
+    identity: FaceNet cosine similarity (`core.identity`); same_person: 1.0 above `identity.SAME_PERSON` (1 % of
+    different people on LFW score above it), else 0.0. dlib_distance: Euclidean distance of dlib descriptors (dlib's
+    rule: same person below 0.6), NaN where dlib finds no face. At 128 px dlib's *cosine* scores different people
+    ~0.8, so it is not reported.
     """
     rec, tgt = _as_batch(reconstruction), _as_batch(target)
     if rec.shape != tgt.shape:
@@ -228,8 +227,14 @@ def score(reconstruction: faces.ImageSource | torch.Tensor, target: faces.ImageS
         values = {"mse": mse(rec, tgt), "psnr": psnr(rec, tgt), "lpips": lpips_distance(rec, tgt, lpips_net),
                   "ms_ssim": ms_ssim(rec, tgt), "identity": similarity,
                   "same_person": identity.same_person(similarity).float()}
-    result = {name: float(value.mean()) for name, value in values.items()}
-    distances = [identity_similarity(r, t)["distance"] for r, t in zip(rec, tgt, strict=True)]
-    found = [distance for distance in distances if not math.isnan(distance)]
-    result["dlib_distance"] = float(np.mean(found)) if found else math.nan
-    return result
+    each = {name: value.float().tolist() for name, value in values.items()}
+    each["dlib_distance"] = [identity_similarity(r, t)["distance"] for r, t in zip(rec, tgt, strict=True)]
+    return each
+
+
+def score(reconstruction: faces.ImageSource | torch.Tensor, target: faces.ImageSource | torch.Tensor, *,
+          lpips_net: str = "alex") -> dict[str, float]:
+    """`score_each` averaged over the batch; dlib_distance over the pairs where dlib found both faces (NaN if none)."""
+    each = score_each(reconstruction, target, lpips_net=lpips_net)
+    return {name: float(np.nanmean(values)) if not all(map(math.isnan, values)) else math.nan
+            for name, values in each.items()}

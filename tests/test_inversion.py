@@ -229,7 +229,9 @@ def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):
     assert written == ["aligned.png", "metrics.json", "reconstruction.png", "result.safetensors"]
     report = json.loads((tmp_path / "out" / "face" / "metrics.json").read_text())
     assert {"mse", "psnr", "lpips", "ms_ssim", "identity", "same_person"} <= report["metrics"].keys()
-    assert InversionResult.load(tmp_path / "out" / "face" / "result.safetensors").method == "pti"
+    reloaded = InversionResult.load(tmp_path / "out" / "face" / "result.safetensors")
+    assert reloaded.method == "pti" and "lpips=[" in repr(reloaded)  # per-image measures, as the result's own
+    assert reloaded.metrics["identity"] == [report["metrics"]["identity"]] and len(reloaded.metrics["psnr"]) == 1
     assert not (tmp_path / "out" / "sky").exists()
 
 

@@ -56,7 +56,7 @@ class InversionResult:
     pivot: W [N, D] or W+ [N, n_latent, D]; noise: per-layer maps [N, 1, h, w] or None (the generator's stored
     noise); reconstruction: [N, 3, H, W] in [-1, 1], rendered from exactly what `render(base)` rebuilds.
     losses: {phase: {name: value per step}}; timings: seconds per phase; metrics: per-image `lpips` (alex) and
-    `mse` (on [0, 1]) against the targets, plus whatever a caller adds (e.g. `core.measures.score`).
+    `mse` (on [0, 1]) against the targets, plus whatever a caller adds, per image too (`core.measures.score_each`).
     """
 
     method: str
