@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,8 +90,7 @@ def edited_latents(result: InversionResult, edits: Sequence[tuple[Direction, flo
 
 def render(generator: Generator, result: InversionResult, ws: torch.Tensor, *, tuned: bool = True) -> list[Image.Image]:
     """Latents drawn with the result's tuned generator (PTI) or with the original one, with the result's noise."""
-    source = result if tuned else dataclasses.replace(result, delta={})
-    return [faces.tensor_to_pil(image) for image in source.render(generator, ws)]
+    return [faces.tensor_to_pil(image) for image in result.render(generator, ws, tuned=tuned)]
 
 
 def traversal(generator: Generator, result: InversionResult, ws: torch.Tensor, direction: Direction, span: float,

@@ -65,6 +65,8 @@ def photo_upload(**options: Any) -> gr.Image:
     def preprocess(payload: Any) -> str | None:
         try:
             return read(payload)
+        except Image.DecompressionBombError as err:  # a small file declaring a huge image: refused before decoding
+            raise user_message(f"This image is too large to process: {err}", "Image too large") from None
         except (OSError, ValueError, SyntaxError):  # PIL's UnidentifiedImageError is an OSError
             name = getattr(payload, "orig_name", None) or "this file"
             raise user_message(f"{name} is not an image we can read (JPEG, PNG, WebP, ...).",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -83,11 +85,21 @@ def test_invert_shows_crop_reconstruction_and_measures(inverted):
     assert float(table["seconds"]) > 0
 
 
+def bomb(path: Path) -> None:
+    """A 1 px PNG whose header declares 40000 x 40000 pixels: a few bytes that PIL refuses as a decompression bomb."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", 40_000, 40_000)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(data[12:29]))  # the chunk's CRC over its type and data
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize("make_photo, message", [
     (lambda path: Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(path),
      "No face found in this photo"),
     (lambda path: path.write_bytes(b"GIF89a not really an image"), "photo.png is not an image we can read"),
     (None, "Upload a photo or pick an example first"),
+    (bomb, "This image is too large to process"),
 ])
 def test_bad_photos_give_a_clear_message(app, client, tmp_path, make_photo, message):
     photo = None

@@ -7,6 +7,7 @@ seconds, the tuning lr is raised 10x over the paper's 3e-4 (a trained generator 
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
 import json
 from pathlib import Path
@@ -211,6 +212,24 @@ def test_every_pivot_source_tunes(G, source):
     start, _ = make_pivot(G, target, source if source != "encoder" else encoder, project_steps=3)
     assert torch.equal(result.pivot, start.cpu()) != (source in ("E", "F"))  # only joint pivots move
     assert result.losses["tune"]["loss"][-1] < result.losses["tune"]["loss"][0]
+
+
+def test_rendering_edits_copies_the_generator_once(G, tmp_path, monkeypatch):
+    """The Edit tab renders the tuned and the original generator at every slider move: one copy per result, ever."""
+    result = invert(G, faces_or_perturbed(G, 1), "pti", project_steps=2, steps=3, early_stop=None)
+    loaded = InversionResult.load(result.save(tmp_path / "r.safetensors"))
+    copies = []
+    real_deepcopy = copy.deepcopy
+    monkeypatch.setattr(copy, "deepcopy", lambda obj, *memo: copies.append(type(obj)) or real_deepcopy(obj, *memo))
+    ws = loaded.pivot.unsqueeze(1).repeat(1, G.n_latent, 1)
+    for strength in (0.0, 0.5, 1.0):
+        tuned = loaded.render(G, ws + strength)
+        original = loaded.render(G, ws + strength, tuned=False)
+    assert [kind for kind in copies if kind is Generator] == [Generator]  # (deepcopy recurses: tensors too)
+    torch.testing.assert_close(tuned, result.render(G, ws + 1.0))
+    with torch.no_grad():
+        torch.testing.assert_close(original, G.synthesis(ws + 1.0, noise_mode="const").float())
+    assert not torch.allclose(tuned, original)
 
 
 def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):

@@ -69,6 +69,7 @@ class InversionResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
+    _tuned: tuple[int, str, Generator] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def create(
@@ -105,24 +106,29 @@ class InversionResult:
     # -- using it ------------------------------------------------------------------------------------
 
     def generator(self, base: Generator) -> Generator:
-        """A tuned copy of `base` (which must be the generator this result was made with); base is not modified."""
-        if fingerprint(base) != self.base["fingerprint"]:
+        """The tuned generator: a copy of `base` (the generator this result was made with, not modified) plus the
+        delta, built once and kept (shared: do not modify it), so rendering edit after edit costs one synthesis each,
+        not a generator copy."""
+        key = fingerprint(base)
+        if key != self.base["fingerprint"]:
             raise ValueError(
                 f"this {self.method} result was made with another generator (config {self.base['config']}); "
                 "pass the same base generator it was inverted with"
             )
-        tuned = copy.deepcopy(base)
-        tensors = tuned.state_dict()
-        with torch.no_grad():
-            for name, change in self.delta.items():
-                tensors[name].add_(change.to(tensors[name].device, torch.float32))
-        return tuned.eval().requires_grad_(False)
+        if self._tuned is None or self._tuned[:2] != (id(base), key):
+            tuned = copy.deepcopy(base)
+            tensors = tuned.state_dict()
+            with torch.no_grad():
+                for name, change in self.delta.items():
+                    tensors[name].add_(change.to(tensors[name].device, torch.float32))
+            self._tuned = (id(base), key, tuned.eval().requires_grad_(False))
+        return self._tuned[2]
 
     @torch.no_grad()
-    def render(self, base: Generator, ws: torch.Tensor | None = None) -> torch.Tensor:
-        """Images [N, 3, H, W] (CPU) of `ws` (default: the pivot; e.g. an edited pivot) with the tuned generator and
-        this result's noise."""
-        G = self.generator(base)
+    def render(self, base: Generator, ws: torch.Tensor | None = None, *, tuned: bool = True) -> torch.Tensor:
+        """Images [N, 3, H, W] (CPU) of `ws` (default: the pivot; e.g. an edited pivot) with this result's noise,
+        drawn by the tuned generator, or by `base` itself with tuned=False (the "before PTI" view)."""
+        G = self.generator(base) if tuned and self.delta else base
         device = next(G.parameters()).device
         ws = (self.pivot if ws is None else ws).to(device)
         noise = [maps.to(device, torch.float32) for maps in self.noise] if self.noise is not None else None
