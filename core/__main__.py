@@ -52,6 +52,8 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
                         "preset's, 450 for paper)")
     parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free, "
+                        "at least 1: on a shared machine fewer threads run faster)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--aligned", action="store_true", help="photos are aligned crops already: only resize")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -66,7 +68,9 @@ def run_invert(args: argparse.Namespace) -> int:
     from core.inversion import invert
     from core.measures import score_each
     from core.registry import load_generator
+    from core.threads import use_threads
 
+    use_threads(args.threads)
     options: dict = {"seed": args.seed}
     if args.method == "pti":
         options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from core import registry  # noqa: E402
 from core.checkpoints import CheckpointError  # noqa: E402
+from core.threads import use_threads  # noqa: E402
 from demos.common import SHARED_FACES, AppContext, Page, example_photos  # noqa: E402
 from demos.state import ResultCache, session_state  # noqa: E402
 from demos.tabs import compare, edit, explore, invert  # noqa: E402
@@ -79,12 +80,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-results", type=int, default=8,
                         help="inversion results (tuned generators) kept in memory across all sessions (default: 8)")
     parser.add_argument("--queue-size", type=int, default=32, help="jobs that may wait in the queue (default: 32)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the cores other jobs leave free at start, at least 1)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger(__name__).info("torch uses %d CPU threads", use_threads(args.threads))
     ctx = load_context(args.model, args.device, args.max_results)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=ctx.heavy_limit * 2, max_size=args.queue_size)
