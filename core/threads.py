@@ -1,22 +1,48 @@
 """How many CPU threads torch should use: all free cores, and fewer when other jobs already hold some.
 
 torch takes every core by default. On a machine another job shares, its OpenMP threads then wait on the busy cores
-at every barrier: on the 2-core machine, the fast PTI preset took 90-400 s per photo beside another 2-thread job
-instead of ~45 s (benchmarks/README.md, "CPU threads"), and one thread was faster than two there.
+at every barrier: on the 2-core machine, beside another 2-thread PTI job, the fast PTI preset took 143-212 s with
+2 threads and 63-64 s with 1 (benchmarks/README.md, "CPU threads").
+
+What other jobs use is read *now*, from the kernel's CPU counters over a quarter of a second: the load average lags
+by minutes, so a photo inverted right after another one would see its predecessor's load as a competitor (measured:
+1 thread and 79-93 s per photo on an idle machine).
 """
 
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import torch
 
+PROC_STAT = Path("/proc/stat")
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat's first line."""
+    fields = [int(value) for value in PROC_STAT.read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(interval: float = 0.25) -> float:
+    """How many cores other processes keep busy right now (Linux: /proc/stat over `interval`; elsewhere the 1-minute
+    load average)."""
+    cores = os.cpu_count() or 1
+    if not PROC_STAT.is_file():
+        return min(float(cores), os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0.0
+    busy, total = _cpu_times()
+    time.sleep(interval)
+    busy_after, total_after = _cpu_times()
+    return cores * (busy_after - busy) / max(total_after - total, 1)
+
 
 def free_cores() -> int:
-    """Cores this process may run on minus the machine's 1-minute load average (what other jobs keep busy),
-    at least 1."""
+    """Cores this process may run on minus those other jobs keep busy, at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    return max(1, min(cores, round(cores - busy_cores())))
 
 
 def use_threads(threads: int | None = None) -> int:
