@@ -31,7 +31,7 @@ def build(ctx: AppContext, page: Page) -> None:
             method = gr.Radio(["W", "W+", "PTI"], value="PTI", label="Method")
             locality = gr.Checkbox(False, label="Locality regularisation (PTI)",
                                    info="keeps the tuned generator unchanged away from this face")
-            preset = gr.Radio([("Fast (≤ 60 s on 2 CPU cores)", "fast"), ("Paper (450 + 350 steps)", "paper")],
+            preset = gr.Radio([("Fast (~1 min on 2 CPU cores)", "fast"), ("Paper (450 + 350 steps)", "paper")],
                               value="fast", label="PTI settings", elem_id="invert-preset",
                               info="fast: 100-step pivot, ≤ 100 tuning steps at 10x the lr; both give back the person")
             latent_steps, tune_steps = step_sliders("invert", *preset_steps("fast"))
