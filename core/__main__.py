@@ -43,7 +43,7 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("photos", nargs="+", help="photo files and/or folders of photos")
     parser.add_argument("--method", choices=["w", "w+", "pti"], default="pti")
     parser.add_argument("--preset", choices=["paper", "fast"], default="fast",
-                        help="PTI settings: fast (<= 60 s on 2 CPU cores) or the paper's (450 + 350 steps); both "
+                        help="PTI settings: fast (~1 min on 2 CPU cores) or the paper's (450 + 350 steps); both "
                         "give back the person on held-out faces (benchmarks/README.md, PTI quality)")
     parser.add_argument("--locality", action="store_true", help="PTI locality regularisation")
     parser.add_argument("--pivot", default="w", help="PTI pivot: w, w+, mean, random, joint-mean, joint-random or A-F")
