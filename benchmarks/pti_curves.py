@@ -194,8 +194,8 @@ def score_runs(args: argparse.Namespace) -> None:
 
 
 def figure(args: argparse.Namespace) -> None:
-    """Quality and identity against tuning steps and against CPU seconds: one line per tuning lr of `RUNS` that has
-    a `pti_quality.py` preset to take its seconds from (pivot seconds + steps x seconds per tuning step)."""
+    """Quality and identity against tuning steps and against CPU seconds: one line per tuning lr of `RUNS`, and for
+    the presets' lrs the seconds as measured on the CPU (`--seconds`: pivot seconds + steps x seconds per step)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,16 +204,13 @@ def figure(args: argparse.Namespace) -> None:
     from core.identity import SAME_PERSON
 
     report = json.loads(args.curves.read_text())
-    timing = {}
-    if args.timings:
-        means = {m["preset"]: m for m in json.loads(args.timings.read_text())["means"]}
-        timing = {name: (m["pivot_s"], m["tune_s"] / m["tune_steps"]) for name, m in means.items()}
+    timing = {name: tuple(map(float, value.split(":"))) for name, value in (item.split("=") for item in args.seconds)}
     lines = {"fast-3e-4": "lr 3e-4 (paper's tuning)", "fast-1e-3": "lr 1e-3", "fast-3e-3": "lr 3e-3 (fast preset)"}
     seconds_of = {"fast-3e-4": "paper", "fast-3e-3": "fast"}
     panels = [("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("lpips256", "LPIPS at 256 px (early stop: 0.06)"),
               ("identity", "FaceNet identity"), ("same", f"same person (> {SAME_PERSON})")]
     fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 7), constrained_layout=True)
-    for name, label in lines.items():
+    for color, (name, label) in enumerate(lines.items()):
         run = report["runs"].get(name)
         if run is None:
             continue
@@ -222,11 +219,11 @@ def figure(args: argparse.Namespace) -> None:
         values["same"] = [np.mean(np.array(run["snapshots"][str(s)]["identity"]) > SAME_PERSON) for s in steps]
         preset = seconds_of.get(name)
         for col, (key, title) in enumerate(panels):
-            axes[0, col].plot(steps, values[key], marker="o", label=label)
+            axes[0, col].plot(steps, values[key], marker="o", label=label, color=f"C{color}")
             axes[0, col].set(title=title, xlabel="tuning steps")
             if preset in timing:
                 pivot, per_step = timing[preset]
-                axes[1, col].plot([pivot + s * per_step for s in steps], values[key], marker="o",
+                axes[1, col].plot([pivot + s * per_step for s in steps], values[key], marker="o", color=f"C{color}",
                                   label=f"{preset} preset's tuning ({per_step:.2f} s/step after a {pivot:.0f} s pivot)")
                 axes[1, col].set(title=title, xlabel="seconds on 2 CPU cores")
     for ax in axes.flat:
@@ -237,7 +234,7 @@ def figure(args: argparse.Namespace) -> None:
     axes[1, 0].legend(fontsize=7)
     faces = len(report["faces"])
     fig.suptitle(f"PTI on {faces} held-out faces (CelebA eval, LFW, FFHQ, UTKFace children and elderly), "
-                 "100-step AlexNet pivot, early stop off")
+                 "100-step AlexNet pivot, early stop off; bottom: the same tuning after each preset's pivot time")
     fig.savefig(args.out, dpi=80)
     print(f"-> {args.out}")
 
@@ -266,7 +263,10 @@ def main() -> None:
     p.set_defaults(fn=score_runs)
     p = commands.add_parser("figure")
     p.add_argument("--curves", type=Path, default=ROOT / "benchmarks" / "pti_curves.json", help="`score --json`")
-    p.add_argument("--timings", type=Path, help="`pti_quality.py --json` output: seconds of each preset on the CPU")
+    p.add_argument("--seconds", nargs="*", metavar="PRESET=PIVOT:PER_STEP",
+                   default=["fast=24.4:0.236", "paper=215.3:0.360"],
+                   help="each preset's pivot seconds and seconds per tuning step on the CPU (default: LFW "
+                   "Tim_Henman_0008.jpg, 2 threads, load 2.0, benchmarks/README.md)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "pti_curves.png")
     p.set_defaults(fn=figure)
     for p in commands.choices.values():
