@@ -75,17 +75,6 @@ def pair_masks(people: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return same, upper & ~same
 
 
-def dlib_descriptors(images: torch.Tensor) -> np.ndarray:
-    """dlib descriptors [N, 128], NaN rows where dlib finds no face in the crop."""
-    rows = []
-    for image in images:
-        try:
-            rows.append(measures.face_descriptor(image))
-        except faces.NoFaceFound:
-            rows.append(np.full(128, np.nan))
-    return np.stack(rows)
-
-
 def roc_auc(same: np.ndarray, different: np.ndarray) -> float:
     """P(a same-person score > a different-person score), ties counting half (Mann-Whitney U / n1 n2)."""
     ranks = rankdata(np.concatenate([same, different]))
@@ -212,7 +201,7 @@ def main() -> None:
         sims = cosine_matrix(identity.embed(images))
         facenet_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        descriptors = dlib_descriptors(images)
+        descriptors = measures.face_descriptors(images)  # NaN rows where dlib finds no face
         dlib_seconds = time.perf_counter() - start
         distances = distance_matrix(descriptors)
         found = ~np.isnan(descriptors[:, 0])
