@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine  # noqa: E402
 from core.nets import stylegan2  # noqa: E402
 from core.training.data import DeviceImageBank  # noqa: E402
-from core.training.loop import TrainConfig, Trainer, seconds_per_kimg, setup_distributed  # noqa: E402
+from core.training.scaffold import seconds_per_kimg, setup_distributed  # noqa: E402
+from core.training.stylegan2 import TrainConfig, Trainer  # noqa: E402
 
 # stylegan2-ada-pytorch `--cfg=auto` at 128 px on one GPU: batch 32, fmaps 0.5 (channel_base 16384), map 2,
 # mbstd group 4, gamma 0.0002 * 128^2 / 32 = 0.1024, ema 10 kimg, lr 0.0025, pl weight 2, style mixing 0.9.
@@ -79,7 +80,7 @@ def measure(config: dict, flags: dict, device: torch.device, steps: int, profile
     start = time.perf_counter()
     trainer = Trainer(cfg, device, data=bank)
     warmup = 32 if cfg.compile else 16  # covers the first R1 and path-length steps (and their compilation)
-    s_per_kimg = seconds_per_kimg(trainer, steps, warmup=warmup)
+    s_per_kimg = seconds_per_kimg(trainer, steps, cfg.batch, warmup=warmup)
     if profile_steps:
         profile(trainer, profile_steps)
     return {"s_per_kimg": s_per_kimg, "setup_s": time.perf_counter() - start - s_per_kimg * steps * cfg.batch / 1000,

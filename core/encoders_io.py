@@ -14,6 +14,7 @@ arrays; any other global in the file is refused.
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import re
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from core.checkpoints import (
     check_blur_kernel,
     generator_from_state_dict,
     infer_generator_config,
+    read_safetensors,
     read_torch_file,
 )
 from core.nets.dualstylegan import DualStyleGAN
@@ -37,6 +39,8 @@ from core.nets.encoders import IR_UNITS, RESNET34_UNITS, Encoder4Editing, Encode
 from core.nets.style_transformer import StyleTransformerEncoder
 
 EncoderKind = Literal["psp", "e4e", "style_transformer"]
+ENCODER_FORMAT = "stylegan-playground/encoder-v1"  # encoders trained here (`core.training.encoder.export_encoder`)
+ARCHS = {"psp": GradualStyleEncoder, "e4e": Encoder4Editing}
 ENCODER_TYPES = {"GradualStyleEncoder": "psp", "Encoder4Editing": "e4e"}  # official `opts.encoder_type`
 
 
@@ -128,6 +132,30 @@ def load_encoder_checkpoint(
     w_avg = latent_avg.reshape(-1, latent_avg.shape[-1])[0] if latent_avg is not None and latent_space == "w+" else None
     decoder = generator_from_state_dict(decoder_sd, w_avg)
     return EncoderModel(encoder, decoder, latent_avg, latent_space).eval()
+
+
+def _ints(text: str | list | tuple) -> tuple[int, ...]:
+    return tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+
+
+def build_encoder(arch: str, n_styles: int, input_size: int, style_dim: int, network: dict) -> GradualStyleEncoder:
+    """A pSp / e4e encoder of the project's own size (`network`: backbone, widths, units, head_width)."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {sorted(ARCHS)}, not {arch!r}")
+    return ARCHS[arch](n_styles, network["backbone"], 3, input_size, widths=_ints(network["widths"]),
+                       units=_ints(network["units"]), head_width=int(network["head_width"]), style_dim=style_dim)
+
+
+def read_encoder_file(path: str | Path) -> tuple[GradualStyleEncoder, torch.Tensor, dict[str, str]]:
+    """(encoder, latent_avg, metadata) of an encoder trained here; the metadata names the generator's sha256."""
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != ENCODER_FORMAT:
+        raise CheckpointError(f"{path}: not a {ENCODER_FORMAT} file (metadata {meta})")
+    latent_avg = tensors.pop("latent_avg").float()
+    encoder = build_loaded(lambda: build_encoder(meta["arch"], int(meta["n_styles"]), int(meta["input_size"]),
+                                                 int(meta["style_dim"]), json.loads(meta["network"])),
+                           {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, path)
+    return encoder.eval(), latent_avg, meta
 
 
 # ----------------------------------------------------------------------------------------------------

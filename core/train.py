@@ -10,14 +10,16 @@ GPUs: `torchrun --nproc-per-node N -m core.train stylegan2 ...` (`--batch` is th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import torch
 
 from core.checkpoints import load_generator_file
 from core.training.attributes import accuracy_markdown, train_attribute_classifier
 from core.training.directions import ATTRIBUTES, CONDITIONAL, measure_table, train_directions
-from core.training.loop import TrainConfig, export_generator, save_grid, train
+from core.training.encoder import EncoderConfig, export_encoder
+from core.training.encoder import train as train_encoder
+from core.training.scaffold import add_config_options
+from core.training.stylegan2 import TrainConfig, export_generator, save_grid, train
 
 HELP = {
     "data": "folder of train-*.npz shards from `python -m core.data prepare` (or one shard file)",
@@ -37,11 +39,18 @@ HELP = {
 }
 
 
-def _option_type(annotation: str) -> type:
-    for name, kind in (("bool", bool), ("int", int), ("float", float)):
-        if annotation.startswith(name):
-            return kind
-    return str
+ENCODER_HELP = {
+    "arch": "psp or e4e",
+    "generator": "registry name or generator file the encoder inverts (kept frozen)",
+    "data": "folder of train-*.npz shards (real faces) and optionally heldout-*.npz (sample grid, held-out loss)",
+    "out": "output folder: log.jsonl, samples-*.png, compact/ (float16, resumable)",
+    "resume": "a compact/ folder to continue from (its network widths are used)",
+    "synthetic": "share of each batch drawn from the generator with known W+ (1: no real data needed)",
+    "identity": "identity loss weight (-1: the paper's, pSp 0.1 / e4e 0.5; 0: off)",
+    "latent": "weight of the W+ loss on synthetic samples",
+    "minutes": HELP["minutes"],
+    "kimg": HELP["kimg"],
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,14 +58,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     stylegan2 = commands.add_parser("stylegan2", help="train a StyleGAN2 generator + discriminator",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for field in dataclasses.fields(TrainConfig):
-        kind, flag = _option_type(str(field.type)), "--" + field.name.replace("_", "-")
-        if kind is bool:
-            stylegan2.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                                   help=HELP.get(field.name, " "))
-        else:
-            stylegan2.add_argument(flag, type=kind, default=field.default, help=HELP.get(field.name, " "),
-                                   required=field.name == "data")
+    add_config_options(stylegan2, TrainConfig, HELP, required=("data",))
     export = commands.add_parser("export", help="write a compact checkpoint's G_ema as the shipped generator file")
     export.add_argument("compact", help="a compact/ folder (G_ema-*.safetensors + meta.json)")
     export.add_argument("path", help="output .safetensors (float16, loads with core.checkpoints)")
@@ -74,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
     attributes.add_argument("--out", default="models/face128/attributes.safetensors")
     attributes.add_argument("--cache", help="folder to keep the backbone features in (a rerun then takes seconds)")
     attributes.add_argument("--steps", type=int, default=150, help="L-BFGS iterations per fit")
+    encoder = commands.add_parser("encoder", help="train a pSp or e4e encoder for a frozen generator",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(encoder, EncoderConfig, ENCODER_HELP)
+    export_enc = commands.add_parser("export-encoder", help="write a compact encoder checkpoint as the shipped file")
+    export_enc.add_argument("compact", help="a compact/ folder (encoder-*.safetensors + meta.json)")
+    export_enc.add_argument("path", help="output .safetensors (float16, loads with core.registry.load_encoder)")
     directions = commands.add_parser("directions", help="fit InterFaceGAN directions for a generator",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     directions.add_argument("--out", default="models/face128/directions.safetensors")
@@ -113,6 +121,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args['out']}; cosines between normals: {metadata['cosines']}")
         if metadata["measured"]:
             print(measure_table(metadata["measured"]))
+    elif command == "encoder":
+        train_encoder(EncoderConfig(**args))
+    elif command == "export-encoder":
+        print(export_encoder(args["compact"], args["path"]))
     else:
         train(TrainConfig(**args))
 

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from core.data import decode_shard, shard_paths
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
-from core.training.loop import TrainConfig, Trainer, train
+from core.training.stylegan2 import TrainConfig, Trainer, train
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA = ROOT.parent / "shared" / "data" / "faces" / "celeba"

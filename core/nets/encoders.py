@@ -79,13 +79,17 @@ class BottleneckIR(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
-def parse_backbone(backbone: str) -> tuple[str, int]:
-    """'ir_se50' -> ('ir_se', 50); the official choices are ir/ir_se with 50, 100 or 152 layers, or resnet34."""
-    match = re.fullmatch(r"(ir_se|ir|resnet)(\d+)", backbone)
-    depths = (34,) if match and match[1] == "resnet" else tuple(IR_UNITS)
-    if not match or int(match[2]) not in depths:
-        raise ValueError(f"backbone must be ir50, ir_se50, ir100, ir_se100, ir152, ir_se152 or resnet34: {backbone!r}")
-    return match[1], int(match[2])
+def parse_backbone(backbone: str, units: tuple[int, ...] | None = None) -> tuple[str, tuple[int, ...]]:
+    """'ir_se50' -> ('ir_se', (3, 4, 14, 3)): the kind and units per stage. The official choices are ir / ir_se with
+    50, 100 or 152 layers, or resnet34; a plain 'ir' / 'ir_se' takes its `units` (four stage lengths) as given."""
+    match = re.fullmatch(r"(ir_se|ir|resnet)(\d*)", backbone)
+    if match and not match[2] and match[1] != "resnet" and units is not None and len(units) == 4:
+        return match[1], tuple(units)
+    depths = {34: RESNET34_UNITS} if match and match[1] == "resnet" else IR_UNITS
+    if not match or not match[2] or int(match[2]) not in depths or units not in (None, depths[int(match[2])]):
+        raise ValueError(f"backbone must be ir50, ir_se50, ir100, ir_se100, ir152, ir_se152, resnet34, or ir / ir_se "
+                         f"with four stage lengths as units: {backbone!r}, units {units}")
+    return match[1], depths[int(match[2])]
 
 
 class PyramidBackbone(nn.Module):
@@ -93,16 +97,17 @@ class PyramidBackbone(nn.Module):
 
     needs_query = False  # True for encoders whose forward also takes per-style queries (Style Transformer)
 
-    def _build_backbone(self, backbone: str, in_channels: int) -> None:
-        kind, depth = parse_backbone(backbone)
-        self.backbone = backbone
+    def _build_backbone(self, backbone: str, in_channels: int, widths: tuple[int, ...] = STAGE_WIDTHS,
+                        units: tuple[int, ...] | None = None) -> None:
+        kind, counts = parse_backbone(backbone, units)
+        self.backbone, self.widths = backbone, tuple(widths)
         units: list[nn.Module] = []
         if kind == "resnet":  # ReStyle's ResNet-34: torchvision blocks under its own 7x7 stride-2 stem
             self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
             self.bn1 = nn.BatchNorm2d(64)
             self.relu = nn.PReLU(64)
-            counts, in_ch = RESNET34_UNITS, 64
-            for stage, (n, width) in enumerate(zip(counts, STAGE_WIDTHS, strict=True)):
+            in_ch = 64
+            for stage, (n, width) in enumerate(zip(counts, widths, strict=True)):
                 for i in range(n):
                     stride = 2 if stage > 0 and i == 0 else 1
                     down = None
@@ -111,11 +116,11 @@ class PyramidBackbone(nn.Module):
                     units.append(BasicBlock(in_ch, width, stride, down))
                     in_ch = width
         else:
+            in_ch = widths[0]
             self.input_layer = nn.Sequential(
-                nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64)
+                nn.Conv2d(in_channels, in_ch, 3, 1, 1, bias=False), nn.BatchNorm2d(in_ch), nn.PReLU(in_ch)
             )
-            counts, in_ch = IR_UNITS[depth], 64
-            for n, width in zip(counts, STAGE_WIDTHS, strict=True):
+            for n, width in zip(counts, widths, strict=True):
                 for i in range(n):
                     units.append(BottleneckIR(in_ch, width, 2 if i == 0 else 1, se=kind == "ir_se"))
                     in_ch = width
@@ -124,8 +129,8 @@ class PyramidBackbone(nn.Module):
         self.taps = tuple(ends[1:])  # ends of stages 2, 3, 4 (6, 20, 23 for IR-50)
 
     def _build_laterals(self) -> None:
-        self.latlayer1 = nn.Conv2d(256, 512, 1)
-        self.latlayer2 = nn.Conv2d(128, 512, 1)
+        self.latlayer1 = nn.Conv2d(self.widths[2], self.widths[3], 1)
+        self.latlayer2 = nn.Conv2d(self.widths[1], self.widths[3], 1)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "input_layer"):
@@ -162,29 +167,36 @@ def pyramid_level(style_index: int) -> int:
 class GradualStyleBlock(nn.Module):
     """map2style: stride-2 convs down to 1x1, then an equalised linear layer -> one style vector."""
 
-    def __init__(self, in_channels: int, out_channels: int, spatial: int):
+    def __init__(self, in_channels: int, out_channels: int, spatial: int, style_dim: int | None = None):
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(int(math.log2(spatial))):
             layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, 2, 1), nn.LeakyReLU()]
         self.convs = nn.Sequential(*layers)
-        self.linear = EqualLinear(out_channels, out_channels)
+        self.linear = EqualLinear(out_channels, style_dim or out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convs(x).flatten(1))
 
 
 class GradualStyleEncoder(PyramidBackbone):
-    """pSp encoder: image [B, C, S, S] in [-1, 1] -> W+ offsets [B, n_styles, 512] (add `latent_avg`)."""
+    """pSp encoder: image [B, C, S, S] in [-1, 1] -> W+ offsets [B, n_styles, style_dim] (add `latent_avg`).
 
-    def __init__(self, n_styles: int = 18, backbone: str = "ir_se50", in_channels: int = 3, input_size: int = 256):
+    The defaults are the official architecture; `widths` (four stage widths), `units` (with a plain 'ir' / 'ir_se'
+    backbone) and `head_width` (the map2style convs) shrink it, e.g. for a 128 px generator on a 2-core CPU.
+    """
+
+    def __init__(self, n_styles: int = 18, backbone: str = "ir_se50", in_channels: int = 3, input_size: int = 256,
+                 widths: tuple[int, ...] = STAGE_WIDTHS, units: tuple[int, ...] | None = None, head_width: int = 512,
+                 style_dim: int = 512):
         super().__init__()
         if input_size % 64 or input_size & (input_size - 1):
             raise ValueError(f"input_size must be a power of two >= 64, got {input_size}")
         self.n_styles, self.input_size = n_styles, input_size
-        self._build_backbone(backbone, in_channels)
+        self._build_backbone(backbone, in_channels, widths, units)
         spatial = (input_size // 16, input_size // 8, input_size // 4)
-        self.styles = nn.ModuleList(GradualStyleBlock(512, 512, spatial[pyramid_level(i)]) for i in range(n_styles))
+        self.styles = nn.ModuleList(GradualStyleBlock(widths[3], head_width, spatial[pyramid_level(i)], style_dim)
+                                    for i in range(n_styles))
         self._build_laterals()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,8 +211,9 @@ class Encoder4Editing(GradualStyleEncoder):
     `n_styles - 1` or more (the default, official `Inference`) all of them.
     """
 
-    def __init__(self, n_styles: int = 18, backbone: str = "ir_se50", in_channels: int = 3, input_size: int = 256):
-        super().__init__(n_styles, backbone, in_channels, input_size)
+    def __init__(self, n_styles: int = 18, backbone: str = "ir_se50", in_channels: int = 3, input_size: int = 256,
+                 **widths):
+        super().__init__(n_styles, backbone, in_channels, input_size, **widths)
         self.progressive_stage = n_styles
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,6 +223,20 @@ class Encoder4Editing(GradualStyleEncoder):
         deltas = [torch.zeros_like(w0)] + [self.styles[i](levels[pyramid_level(i)]) for i in range(1, active)]
         deltas += [torch.zeros_like(w0)] * (self.n_styles - active)
         return w0.unsqueeze(1) + torch.stack(deltas, 1)
+
+
+class LatentDiscriminator(nn.Module):
+    """e4e's latent discriminator: an MLP scoring whether a w came from the mapping network (real) or an encoder."""
+
+    def __init__(self, style_dim: int = 512, n_layers: int = 4):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(n_layers - 1):
+            layers += [nn.Linear(style_dim, style_dim), nn.LeakyReLU(0.2)]
+        self.mlp = nn.Sequential(*layers, nn.Linear(style_dim, 1))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.mlp(w)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def r1_penalty(discriminator: nn.Module, real: torch.Tensor) -> tuple[torch.Tens
     real = real.detach().requires_grad_(True)
     logits = discriminator(real)
     (grad,) = torch.autograd.grad(logits.float().sum(), real, create_graph=True)
-    return grad.float().square().sum([1, 2, 3]).mean(), logits
+    return grad.float().square().flatten(1).sum(1).mean(), logits
 
 
 class PathLengthPenalty(nn.Module):

@@ -25,28 +25,31 @@ import contextlib
 import copy
 import dataclasses
 import json
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
-from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from core.checkpoints import save_generator
 from core.nets.stylegan2 import Discriminator, Generator
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
 from core.training.loss import MappedSynthesis, PathLengthPenalty, discriminator_loss, generator_loss, r1_penalty
+from core.training.scaffold import (
+    full,
+    half,
+    read_parts,
+    run,
+    save_image_grid,
+    setup_distributed,
+    update_ema,
+    write_parts,
+)
 
 NETWORK_FIELDS = ("size", "style_dim", "n_mlp", "channel_base", "channel_max", "mbstd_group")
-PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB
 
 
 @dataclass
@@ -105,53 +108,6 @@ class TrainConfig:
     @property
     def ema_images(self) -> float:
         return 1000 * (self.ema_kimg if self.ema_kimg is not None else self.batch * 10 / 32)
-
-
-def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group torchrun describes in the environment."""
-    if "RANK" in os.environ and dist.is_available() and not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device != "cpu"
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    if device == "auto":
-        device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    return rank, world, device
-
-
-# ----------------------------------------------------------------------------------------------------
-# Compact checkpoints: float16 safetensors in parts small enough to travel
-
-
-def write_parts(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_bytes: int = PART_BYTES) -> None:
-    """Write `tensors` as `{name}-00.safetensors`, `{name}-01...`, each at most `max_bytes`."""
-    for old in folder.glob(f"{name}-*.safetensors"):
-        old.unlink()
-    parts: list[dict[str, torch.Tensor]] = [{}]
-    used = 0
-    for key, value in tensors.items():
-        size = value.numel() * value.element_size()
-        if parts[-1] and used + size > max_bytes:
-            parts.append({})
-            used = 0
-        parts[-1][key] = value.detach().cpu().contiguous()
-        used += size
-    for i, part in enumerate(parts):
-        save_file(part, str(folder / f"{name}-{i:02d}.safetensors"))
-
-
-def read_parts(folder: Path, name: str) -> dict[str, torch.Tensor] | None:
-    files = sorted(folder.glob(f"{name}-*.safetensors"))
-    return {k: v for f in files for k, v in load_file(str(f)).items()} if files else None
-
-
-def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def network_of(path: str | Path) -> dict:
@@ -284,10 +240,7 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         images = min(self.cfg.ema_images, (self.nimg - self.ema_start) * self.cfg.ema_rampup)
-        beta = 0.5 ** (self.cfg.batch / max(images, 1e-8))
-        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - beta)
-        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            ema_buffer.copy_(buffer)
+        update_ema(self.G_ema, self.G, 0.5 ** (self.cfg.batch / max(images, 1e-8)))
 
     def pop_stats(self) -> dict[str, float]:
         """Means since the last call (one host sync), plus the augmentation and regulariser state."""
@@ -338,9 +291,9 @@ class Trainer:
         """G, D and G_ema in float16 parts plus `meta.json`: ~2 bytes a parameter, no optimiser state."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_parts(folder, "G", {**_half(self.G.state_dict()), "w_avg": self.G.w_avg})
-        write_parts(folder, "G_ema", {**_half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg})
-        write_parts(folder, "D", _half(self.D.state_dict()))
+        write_parts(folder, "G", {**half(self.G.state_dict()), "w_avg": self.G.w_avg})
+        write_parts(folder, "G_ema", {**half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg})
+        write_parts(folder, "D", half(self.D.state_dict()))
         meta = {"nimg": self.nimg, "step": self.step_index, "aug_p": float(self.augment.p),
                 "pl_mean": float(self.path_length.mean), "config": dataclasses.asdict(self.cfg)}
         (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -360,7 +313,7 @@ class Trainer:
             if tensors is None:
                 raise FileNotFoundError(f"{folder}: no {name}-*.safetensors parts")
             w_avg = tensors.pop("w_avg", None)
-            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+            net.load_state_dict(full(tensors))
             if w_avg is not None:
                 net.w_avg.copy_(w_avg.float())
         self.augment.p.fill_(meta["aug_p"])
@@ -368,6 +321,11 @@ class Trainer:
         self.nimg, self.step_index = meta["nimg"], meta["step"]
         torch.manual_seed(self.cfg.seed + self.rank + self.nimg)
         self.data.generator.manual_seed(self.cfg.seed + self.rank + self.nimg)
+
+    def save(self, folder: Path) -> None:
+        """`state.pt` (exact) and `compact/` (float16, travels) in `folder`."""
+        torch.save(self.state_dict(), folder / "state.pt")
+        self.save_compact(folder / "compact")
 
     def load(self, path: str | Path) -> None:
         """Resume from `state.pt` (exact) or a compact folder."""
@@ -391,55 +349,13 @@ def train(cfg: TrainConfig, data: DeviceImageBank | None = None) -> Trainer:
     trainer = Trainer(cfg, device, rank, world, data)
     if cfg.resume:
         trainer.load(cfg.resume)
-    out = Path(cfg.out)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
         print(f"training {cfg.size}px G {sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f}M "
               f"D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params on {world}x {device}, "
               f"{len(trainer.data)} images, from {trainer.nimg / 1000:.1f} kimg; gamma {cfg.gamma:.4g}, "
               f"ema {cfg.ema_images / 1000:.3g} kimg", flush=True)
-    reserve = 20.0  # seconds kept for saving at the end of a budget
-    last_log = last_sample = time.time()
-    log_nimg = trainer.nimg
-    with tqdm(total=int(cfg.kimg * 1000), initial=trainer.nimg, unit="img", unit_scale=True, disable=rank != 0,
-              mininterval=1 if os.isatty(2) else 30) as bar:
-        for _ in _steps(trainer, cfg, start, reserve):
-            bar.update(cfg.batch)
-            if trainer.nimg - log_nimg >= cfg.log_kimg * 1000:
-                now = time.time()
-                record = {"kimg": round(trainer.nimg / 1000, 3), "s_per_kimg": round(
-                    (now - last_log) / ((trainer.nimg - log_nimg) / 1000), 3), "minutes": round((now - start) / 60, 2),
-                    **{k: round(v, 4) for k, v in trainer.pop_stats().items()}}
-                last_log, log_nimg = now, trainer.nimg
-                if rank == 0:
-                    bar.write(json.dumps(record))
-                    with open(out / "log.jsonl", "a") as log:
-                        log.write(json.dumps(record) + "\n")
-            if rank == 0 and time.time() - last_sample > cfg.sample_minutes * 60:
-                trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
-                last_sample = time.time()
-    if rank == 0:
-        torch.save(trainer.state_dict(), out / "state.pt")
-        trainer.save_compact(out / "compact")
-        trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
-        print(f"stopped at {trainer.nimg / 1000:.1f} kimg after {(time.time() - start) / 60:.2f} min; "
-              f"saved {out / 'state.pt'} and {out / 'compact'}", flush=True)
+    run(trainer, cfg, start)
     return trainer
-
-
-def _steps(trainer: Trainer, cfg: TrainConfig, start: float, reserve: float) -> Iterator[None]:
-    """Step until the image target or the time budget (checked every step; with several processes, every 16th
-    step, where they agree on it)."""
-    while trainer.nimg < cfg.kimg * 1000:
-        if cfg.minutes and (not dist.is_initialized() or trainer.step_index % 16 == 0):
-            stop = torch.tensor(float(time.time() - start > cfg.minutes * 60 - reserve), device=trainer.device)
-            if dist.is_initialized():
-                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
-            if stop.item():
-                return
-        trainer.step()
-        yield
 
 
 @torch.no_grad()
@@ -447,10 +363,7 @@ def save_grid(generator: Generator, z: torch.Tensor, path: str | Path, psi: floa
     """Images of `generator` for latents `z` (ψ-truncated, fixed noise) as one PNG grid, `columns` wide."""
     images = torch.cat([generator.synthesis(generator.mapping(chunk, truncation_psi=psi), noise_mode="const")
                         for chunk in z.split(16)])
-    images = (images.float().clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
-    rows = images.view(-1, columns, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # [rows, H, columns, W, 3]
-    Image.fromarray(np.ascontiguousarray(rows.reshape(rows.shape[0] * rows.shape[1], -1, 3).numpy())).save(path)
-    return Path(path)
+    return save_image_grid(images, path, columns)
 
 
 def export_generator(compact: str | Path, path: str | Path, *, mean_samples: int = 100_000) -> Path:
@@ -464,20 +377,7 @@ def export_generator(compact: str | Path, path: str | Path, *, mean_samples: int
     if tensors is None:
         raise FileNotFoundError(f"{compact}: no G_ema-*.safetensors parts")
     tensors.pop("w_avg", None)
-    generator.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+    generator.load_state_dict(full(tensors))
     generator.w_avg.copy_(generator.mean_latent(mean_samples)[0])
     return save_generator(generator, path, half=True, extra={"kimg": round(meta["nimg"] / 1000, 1), "trainer": {
         k: cfg[k] for k in ("batch", "lr", "r1_interval", "pl_weight", "style_mixing", "augment", "mbstd_group")}})
-
-
-def seconds_per_kimg(trainer: Trainer, steps: int, warmup: int = 10) -> float:
-    """Measured speed of `trainer.step` (after `warmup` steps), synchronising the device around the timing."""
-    for _ in range(warmup):
-        trainer.step()
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
-    sync()
-    begin = time.perf_counter()
-    for _ in range(steps):
-        trainer.step()
-    sync()
-    return (time.perf_counter() - begin) / (steps * trainer.cfg.batch / 1000)

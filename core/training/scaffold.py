@@ -1,0 +1,195 @@
+"""What every trainer shares: distributed set-up, the run loop (time budget, logging, sample grids, saving), compact
+float16 checkpoints that travel between short GPU calls, EMA, and options built from a config dataclass.
+
+A trainer is a file (`stylegan2.py`, `encoder.py`) with a config dataclass and a class that has `nimg`,
+`step_index`, `device`, `rank`, `step()`, `pop_stats()`, `sample_grid(path)` and `save(folder)`; `run` does the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB
+SAVE_RESERVE_S = 20.0  # seconds of a time budget kept for saving at the end
+
+
+def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group torchrun describes in the environment."""
+    if "RANK" in os.environ and dist.is_available() and not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if device == "auto":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return rank, world, device
+
+
+# ----------------------------------------------------------------------------------------------------
+# Compact checkpoints: float16 safetensors in parts small enough to travel
+
+
+def write_parts(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_bytes: int = PART_BYTES) -> None:
+    """Write `tensors` as `{name}-00.safetensors`, `{name}-01...`, each at most `max_bytes`."""
+    for old in folder.glob(f"{name}-*.safetensors"):
+        old.unlink()
+    parts: list[dict[str, torch.Tensor]] = [{}]
+    used = 0
+    for key, value in tensors.items():
+        size = value.numel() * value.element_size()
+        if parts[-1] and used + size > max_bytes:
+            parts.append({})
+            used = 0
+        parts[-1][key] = value.detach().cpu().contiguous()
+        used += size
+    for i, part in enumerate(parts):
+        save_file(part, str(folder / f"{name}-{i:02d}.safetensors"))
+
+
+def read_parts(folder: Path, name: str) -> dict[str, torch.Tensor] | None:
+    files = sorted(Path(folder).glob(f"{name}-*.safetensors"))
+    return {k: v for f in files for k, v in load_file(str(f)).items()} if files else None
+
+
+def half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def full(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
+    """ema <- beta * ema + (1 - beta) * net for parameters; buffers are copied."""
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - beta)
+    for ema_buffer, buffer in zip(ema.buffers(), net.buffers(), strict=True):
+        ema_buffer.copy_(buffer)
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, columns: int = 8) -> Path:
+    """Images [N, 3, H, W] in [-1, 1] (N a multiple of `columns`) as one PNG grid."""
+    images = (images.float().clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
+    rows = images.view(-1, columns, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # [rows, H, columns, W, 3]
+    Image.fromarray(np.ascontiguousarray(rows.reshape(rows.shape[0] * rows.shape[1], -1, 3).numpy())).save(path)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run
+
+
+class Trainable(Protocol):
+    nimg: int
+    step_index: int
+    device: torch.device
+    rank: int
+
+    def step(self) -> None: ...
+    def pop_stats(self) -> dict[str, float]: ...
+    def sample_grid(self, path: Path) -> Path: ...
+    def save(self, folder: Path) -> None: ...
+
+
+def run(trainer: Trainable, cfg: Any, start: float) -> Trainable:
+    """Step `trainer` until `cfg.kimg` thousand images or the `cfg.minutes` budget (from `start`), logging every
+    `cfg.log_kimg` to `cfg.out`/log.jsonl, a sample grid every `cfg.sample_minutes`, and saving at the end."""
+    out, rank = Path(cfg.out), trainer.rank
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    last_log = last_sample = time.time()
+    log_nimg = trainer.nimg
+    with tqdm(total=int(cfg.kimg * 1000), initial=trainer.nimg, unit="img", unit_scale=True, disable=rank != 0,
+              mininterval=1 if os.isatty(2) else 30) as bar:
+        for _ in budget_steps(trainer, cfg.kimg, cfg.minutes, start):
+            bar.update(cfg.batch)
+            if trainer.nimg - log_nimg >= cfg.log_kimg * 1000:
+                now = time.time()
+                record = {"kimg": round(trainer.nimg / 1000, 3), "s_per_kimg": round(
+                    (now - last_log) / ((trainer.nimg - log_nimg) / 1000), 3), "minutes": round((now - start) / 60, 2),
+                    **{k: round(v, 4) for k, v in trainer.pop_stats().items()}}
+                last_log, log_nimg = now, trainer.nimg
+                if rank == 0:
+                    bar.write(json.dumps(record))
+                    with open(out / "log.jsonl", "a") as log:
+                        log.write(json.dumps(record) + "\n")
+            if rank == 0 and time.time() - last_sample > cfg.sample_minutes * 60:
+                trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
+                last_sample = time.time()
+    if rank == 0:
+        trainer.save(out)
+        trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
+        print(f"stopped at {trainer.nimg / 1000:.1f} kimg after {(time.time() - start) / 60:.2f} min; saved in {out}",
+              flush=True)
+    return trainer
+
+
+def budget_steps(trainer: Trainable, kimg: float, minutes: float, start: float) -> Iterator[None]:
+    """Step until the image target or the time budget (checked every step; with several processes, every 16th
+    step, where they agree on it)."""
+    while trainer.nimg < kimg * 1000:
+        if minutes and (not dist.is_initialized() or trainer.step_index % 16 == 0):
+            stop = torch.tensor(float(time.time() - start > minutes * 60 - SAVE_RESERVE_S), device=trainer.device)
+            if dist.is_initialized():
+                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+            if stop.item():
+                return
+        trainer.step()
+        yield
+
+
+def seconds_per_kimg(trainer: Trainable, steps: int, batch: int, warmup: int = 10) -> float:
+    """Measured speed of `trainer.step` (after `warmup` steps), synchronising the device around the timing."""
+    for _ in range(warmup):
+        trainer.step()
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    begin = time.perf_counter()
+    for _ in range(steps):
+        trainer.step()
+    sync()
+    return (time.perf_counter() - begin) / (steps * batch / 1000)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command-line options from a config dataclass
+
+
+def _option_type(annotation: str) -> type:
+    for name, kind in (("bool", bool), ("int", int), ("float", float)):
+        if annotation.startswith(name):
+            return kind
+    return str
+
+
+def add_config_options(parser: argparse.ArgumentParser, config: type, help: dict[str, str],
+                       required: tuple[str, ...] = ()) -> None:
+    """One `--option` per field of the dataclass `config`, with its default (booleans get `--no-...`)."""
+    for field in dataclasses.fields(config):
+        kind, flag = _option_type(str(field.type)), "--" + field.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=help.get(field.name, " "))
+        else:
+            parser.add_argument(flag, type=kind, default=field.default, help=help.get(field.name, " "),
+                                required=field.name in required)
