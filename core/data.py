@@ -140,6 +140,22 @@ def decode_shard(path: str | Path, threads: int = 8) -> tuple[np.ndarray, list[s
     return pixels, names
 
 
+def recompress(src: str | Path, dst: str | Path, *, split: str = "train", shard_size: int = 3300, quality: int = 90,
+               limit: int | None = None) -> list[Path]:
+    """Re-store a prepared split's crops as WebP (~4 KB a 128 px face at quality 90, against ~7 KB as JPEG q95) in
+    shards of `shard_size`: ~2x the faces in what one GPU call may carry. The first `limit` crops only, if given."""
+    parts = [decode_shard(path) for path in shard_paths(src, split)]
+    crops, names = [crop for pixels, _ in parts for crop in pixels], [name for _, part in parts for name in part]
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    writer = ShardWriter(Path(dst), split, crops[0].shape[0], shard_size)
+    for crop, name in list(zip(crops, names, strict=True))[:limit]:
+        buffer = io.BytesIO()
+        Image.fromarray(crop).save(buffer, format="WEBP", quality=quality, method=6)
+        writer.add(name, buffer.getvalue())
+    writer.flush()
+    return shard_paths(dst, split)
+
+
 def shard_paths(data: str | Path, split: str = "train") -> list[Path]:
     """The shards of one split in a prepared folder (or the single shard file given)."""
     data = Path(data)
@@ -157,7 +173,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shard-size", type=int, default=4000, help="images per shard (~7 KB each at 128 px)")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality of the stored crops")
     p.add_argument("--workers", type=int, default=2, help="alignment processes")
+    r = commands.add_parser("recompress", help="re-store prepared shards as WebP (more faces per GPU call)")
+    r.add_argument("src", help="a prepared folder")
+    r.add_argument("dst", help="output folder")
+    r.add_argument("--split", default="train", help="train or heldout")
+    r.add_argument("--shard-size", type=int, default=3300, help="faces per shard (~4 KB each at 128 px, quality 90)")
+    r.add_argument("--quality", type=int, default=90, help="WebP quality")
+    r.add_argument("--limit", type=int, help="only the first this many faces")
     args = parser.parse_args(argv)
+    if args.command == "recompress":
+        for path in recompress(args.src, args.dst, split=args.split, shard_size=args.shard_size,
+                               quality=args.quality, limit=args.limit):
+            print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
+        return
     summary = prepare(args.src, args.dst, size=args.size, holdout=args.holdout, shard_size=args.shard_size,
                       quality=args.quality, workers=args.workers)
     for split, info in summary["splits"].items():

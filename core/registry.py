@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from core.checkpoints import CheckpointError, load_generator_checkpoint
-from core.encoders_io import load_dualstylegan, load_encoder_checkpoint
+from core.encoders_io import load_dualstylegan, load_encoder_checkpoint, read_encoder_file
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
@@ -87,6 +87,17 @@ register(
         extra={"generators": ("default", "face128"), "n_latent": 12, "style_dim": 512},
     )
 )
+for _arch, _paper in (("psp", "pSp (Richardson et al. 2021)"), ("e4e", "e4e (Tov et al. 2021)")):
+    register(
+        Entry(
+            name=f"face128-{_arch}",
+            kind=_arch,
+            path=f"models/face128/{_arch}.safetensors",
+            description=f"{_paper} encoder for the embedded face model, trained here (models/face128/ENCODERS.md)",
+            licence="non-commercial research only (CelebA)",
+            extra={"generators": ("default", "face128")},
+        )
+    )
 register(
     Entry(
         name="ffhq-1024-rosinality",
@@ -273,9 +284,22 @@ def load_generator(name_or_path: str | os.PathLike = "default", device: str | to
     return load_generator_checkpoint(resolve_kind(name_or_path, ("generator",))).to(device).eval()
 
 
-def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> EncoderModel:
-    """An official pSp / e4e / Style Transformer (or DualStyleGAN Z+) encoder with its decoder, on `device`."""
+def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                 generator: str | os.PathLike = "default") -> EncoderModel:
+    """A pSp / e4e / Style Transformer (or DualStyleGAN Z+) encoder with its decoder, on `device`: an official
+    checkpoint (its decoder inside), or one trained here, decoded by `generator`, the generator it was trained for
+    (checked by sha256: a retrained generator needs retrained encoders)."""
     path = resolve_kind(name_or_path, ("e4e", "psp", "style_transformer", "dualstylegan_encoder"))
+    if path.suffix == ".safetensors":
+        encoder, latent_avg, meta = read_encoder_file(path)
+        generator_file = resolve_kind(generator, ("generator",))
+        if sha256_of(generator_file) != meta["generator_sha256"]:
+            raise CheckpointError(
+                f"{path} was trained for the generator with sha256 {meta['generator_sha256'][:12]}…, not "
+                f"{generator_file} ({sha256_of(generator_file)[:12]}…): retrain the encoder for this generator "
+                "(`python -m core.train encoder`, see models/face128/ENCODERS.md)")
+        decoder = load_generator_checkpoint(generator_file)
+        return EncoderModel(encoder, decoder, latent_avg).to(device).eval()
     entry = REGISTRY.get(str(name_or_path))
     if entry is not None and entry.kind == "dualstylegan_encoder":
         return load_encoder_checkpoint(path, kind="psp", latent_space="z+").to(device)
