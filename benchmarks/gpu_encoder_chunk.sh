@@ -15,7 +15,7 @@
 # all trained on.
 set -euo pipefail
 minutes=$1; archs=$2; shift 2
-out=${OUT:-out}; data=${DATA:-.carry/data}
+out=$(realpath -m "${OUT:-out}"); data=${DATA:-.carry/data}
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=/tmp/site:$PWD/.bench/site_half:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -37,7 +37,7 @@ for arch in $archs; do
   tail -n 4 "runs-$arch.log"
   mkdir -p "runs/$arch" && cp "runs-$arch.log" "runs/$arch/train.log"
   for part in runs/$arch/compact/encoder-*.safetensors; do cp "$part" "$out/$arch-$(basename "$part")"; done
-  (cd "runs/$arch" && tar czf "../../$out/$arch.tgz" compact/D-*.safetensors compact/meta.json \
+  (cd "runs/$arch" && tar czf "$out/$arch.tgz" compact/D-*.safetensors compact/meta.json \
     $(ls samples-*.png | tail -2) log.jsonl train.log config.json 2>/dev/null) || true
 done
 ls -la "$out"
