@@ -41,12 +41,15 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
         "aligned.png, reconstruction.png, metrics.json and result.safetensors (an InversionResult).",
     )
     parser.add_argument("photos", nargs="+", help="photo files and/or folders of photos")
-    parser.add_argument("--method", choices=["w", "w+", "pti"], default="pti")
+    parser.add_argument("--method", choices=["w", "w+", "pti", "psp", "e4e"], default="pti",
+                        help="w / w+: optimisation; pti: pivotal tuning; psp / e4e: one pass of an encoder")
+    parser.add_argument("--encoder", help="psp / e4e: registry name or file (default: the one made for --model)")
     parser.add_argument("--preset", choices=["paper", "fast"], default="fast",
                         help="PTI settings: fast (~1 min on 2 CPU cores) or the paper's (450 + 350 steps); both "
                         "give back the person on held-out faces (benchmarks/README.md, PTI quality)")
     parser.add_argument("--locality", action="store_true", help="PTI locality regularisation")
-    parser.add_argument("--pivot", default="w", help="PTI pivot: w, w+, mean, random, joint-mean, joint-random or A-F")
+    parser.add_argument("--pivot", default="w", help="PTI pivot: w, w+, mean, random, joint-mean, joint-random, A-F, "
+                        "or an encoder's code: e4e, psp")
     parser.add_argument("--steps", type=int, help="steps of the main phase: projection (w, w+) or tuning (pti)")
     parser.add_argument("--pivot-steps", type=int, help="PTI: projection steps for a w / w+ pivot (default: the "
                         "preset's, 450 for paper)")
@@ -65,14 +68,24 @@ def run_invert(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from core.faces import ImageError, NoFaceFound, align_face, load_image, pil_to_tensor, tensor_to_pil
-    from core.inversion import invert
+    from core.inversion import ENCODER_METHODS, invert
     from core.measures import score_each
-    from core.registry import load_generator
+    from core.registry import encoder_for, load_encoder, load_generator
     from core.threads import use_threads
 
     use_threads(args.threads)
     options: dict = {"seed": args.seed}
-    if args.method == "pti":
+    encoder_method = args.method if args.method in ENCODER_METHODS else args.pivot
+    if encoder_method in ENCODER_METHODS:
+        try:
+            options["encoder"] = load_encoder(args.encoder or encoder_for(encoder_method, args.model), args.device,
+                                              generator=args.model)
+        except (KeyError, FileNotFoundError, ValueError) as err:
+            print(f"cannot load the {encoder_method} encoder: {err}", file=sys.stderr)
+            return 2
+    if args.method in ENCODER_METHODS:
+        options.pop("seed")
+    elif args.method == "pti":
         options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}
         options |= {"steps": args.steps} if args.steps else {}
         options |= {"project_steps": args.pivot_steps} if args.pivot_steps else {}

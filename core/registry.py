@@ -311,6 +311,16 @@ def load_style_transfer(name_or_path: str | os.PathLike, device: str | torch.dev
     return load_dualstylegan(resolve_kind(name_or_path, ("dualstylegan",))).to(device)
 
 
+def encoder_for(method: str, generator: str | os.PathLike = "default") -> str:
+    """The registry name of the `method` encoder ('psp', 'e4e', ...) made for `generator` (a registry name)."""
+    for entry in available(method):
+        if str(generator) in entry.extra.get("generators", ()):
+            return entry.name
+    names = ", ".join(e.name for e in available(method)) or "none"
+    raise KeyError(f"no {method} encoder is registered for the generator {str(generator)!r} (registered: {names}); "
+                   "pass one by name or file")
+
+
 def available(kind: str | None = None) -> list[Entry]:
     """Registry entries (of one kind), embedded first."""
     return sorted((e for e in REGISTRY.values() if kind in (None, e.kind)), key=lambda e: (not e.embedded, e.name))

@@ -68,7 +68,8 @@ def invert(
     """Invert one aligned face (or several: batched W/W+, multi-ID PTI) with G, which is left untouched.
 
     method 'psp' / 'e4e' / 'style_transformer': one forward pass of `encoder` (an `EncoderModel` from
-    `core.registry.load_encoder`, whose decoder should be G); `pivot=encoder_pivot(model)` makes it PTI's pivot.
+    `core.registry.load_encoder`, whose decoder should be G); with method 'pti', `pivot='e4e'` (or 'psp') and
+    `encoder=` make the encoder's code PTI's pivot.
 
     method 'w' / 'w+': the StyleGAN2 projector (options of `fit_latents`, default 1000 steps); 'pti': a pivot
     (default: 450 W-projection steps) then generator tuning (options of `pivotal_tuning`: pivot, steps,
@@ -82,8 +83,14 @@ def invert(
     if method in ("w", "w+"):
         return project(G, targets, space=method, progress=progress, **options)
     if method == "pti":
-        result = pivotal_tuning(G, targets, progress=progress, **PRESETS[preset] | options)
-        result.options["preset"] = preset
+        settings = PRESETS[preset] | options
+        pivot = settings.get("pivot")
+        if isinstance(pivot, str) and pivot in ENCODER_METHODS:  # an encoder's code as the pivot (PTI's e4e option)
+            if encoder is None:
+                raise ValueError(f"pivot {pivot!r} needs encoder=... (e.g. core.registry.load_encoder('face128-e4e'))")
+            settings["pivot"] = encoder_pivot(encoder, size=getattr(encoder.encoder, "input_size", 256))
+        result = pivotal_tuning(G, targets, progress=progress, **settings)
+        result.options |= {"preset": preset} | ({"pivot": pivot} if isinstance(pivot, str) else {})
         return result
     if method in ENCODER_METHODS:
         if encoder is None:
