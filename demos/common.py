@@ -18,7 +18,9 @@ from PIL import Image
 
 from core import faces
 from core.checkpoints import CheckpointError
+from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
+from core.registry import encoder_for, load_encoder
 from demos.state import Cancelled, ResultCache, Session
 
 log = logging.getLogger("demos.app")
@@ -52,6 +54,18 @@ class AppContext:
     examples: list[str]
     heavy_limit: int = 1  # how many heavy jobs may run at once
     running: dict[str, Session] = field(default_factory=dict)  # browser session hash -> its session, while a job runs
+    encoders: dict[str, EncoderModel] = field(default_factory=dict)  # 'psp' / 'e4e' -> loaded on first use
+
+    def encoder(self, method: str) -> EncoderModel:
+        """The `method` encoder ('psp', 'e4e') made for this app's generator, loaded once."""
+        if method not in self.encoders:
+            try:
+                name = encoder_for(method, self.model_name)
+            except KeyError:
+                raise user_message(f"No {method} encoder is available for the model {self.model_name!r}: "
+                                   "use W, W+ or PTI.", "No encoder") from None
+            self.encoders[method] = load_encoder(name, self.device, generator=self.model_name)
+        return self.encoders[method]
 
     @contextmanager
     def job(self, session: Session, request: gr.Request) -> Iterator[None]:

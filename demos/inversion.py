@@ -21,9 +21,13 @@ from demos.state import Session
 METHODS: dict[str, dict[str, Any]] = {
     "W": {"method": "w"},
     "W+": {"method": "w+"},
+    "pSp": {"method": "psp"},
+    "e4e": {"method": "e4e"},
     "PTI": {"method": "pti"},
     "PTI + locality": {"method": "pti", "locality": True},
+    "PTI (e4e pivot)": {"method": "pti", "pivot": "e4e"},
 }
+ENCODERS = ("psp", "e4e")
 TABLE_HEADERS = ["method", "PSNR dB ↑", "LPIPS ↓", "MS-SSIM ↑", f"same person (FaceNet > {identity.SAME_PERSON})",
                  "seconds"]
 MEASURE_KEYS = ("psnr", "lpips", "ms_ssim")
@@ -97,9 +101,12 @@ def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str,
     """Invert the aligned crop with one of `METHODS`; latent_steps are W/W+ steps or PTI's pivot steps, which
     override PTI's `preset` (the rest of its settings: precision, LPIPS backbone)."""
     options = dict(METHODS[label])
+    encoder = options["method"] if options["method"] in ENCODERS else options.get("pivot")
+    if encoder in ENCODERS:
+        options["encoder"] = ctx.encoder(encoder)
     if options["method"] == "pti":
         options |= {"preset": preset, "project_steps": int(latent_steps), "steps": int(tune_steps)}
-    else:
+    elif options["method"] not in ENCODERS:
         options["steps"] = int(latent_steps)
     started = time.perf_counter()
     result = invert(ctx.generator, crop, progress=progress_callback(progress, session, label), **options)

@@ -85,6 +85,37 @@ def test_invert_shows_crop_reconstruction_and_measures(inverted):
     assert float(table["seconds"]) > 0
 
 
+@pytest.fixture(scope="module")
+def default_app():
+    """The app on the embedded model, which has encoders."""
+    with running_app("default") as running:
+        yield running
+
+
+def test_invert_with_the_encoders_is_instant_and_compare_lists_them(default_app):
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    client = Client(default_app.url, verbose=False)
+    for method in ("pSp", "e4e"):
+        crop, _, reconstruction, measures = client.predict(handle_file(photo), method, False, 10, 10, "fast",
+                                                           api_name="/invert")
+        table = dict(measures["data"])
+        assert table["method"] == method and float(table["seconds"]) < 3
+        assert 0 < float(table["LPIPS ↓"]) < 0.6
+        assert np.abs(assert_image(reconstruction, 128) - pixels(crop)).mean() > 1
+    _, table, grid = client.predict(handle_file(photo), ["pSp", "e4e"], 10, 10, 2, api_name="/compare")
+    assert [row[0] for row in table["data"]] == ["pSp", "e4e"] and len(grid) == 8
+
+
+def test_an_encoder_for_a_model_without_one_says_so(client):
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    with pytest.raises(AppError, match="No e4e encoder is available"):
+        client.predict(handle_file(photo), "e4e", False, 10, 10, "fast", api_name="/invert")
+
+
 def bomb(path: Path) -> None:
     """A 1 px PNG whose header declares 40000 x 40000 pixels: a few bytes that PIL refuses as a decompression bomb."""
     Image.new("L", (1, 1)).save(path)

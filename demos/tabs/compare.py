@@ -31,7 +31,7 @@ def build(ctx: AppContext, page: Page) -> None:
         with gr.Column(scale=3):
             photo, crop = photo_picker(ctx, "compare")
         with gr.Column(scale=1, min_width=260):
-            methods = gr.CheckboxGroup(list(METHODS), value=["W", "W+", "PTI"], label="Methods")
+            methods = gr.CheckboxGroup(list(METHODS), value=["W", "W+", "e4e", "PTI"], label="Methods")
             latent_steps, tune_steps = step_sliders("compare", 300, 200)
             strength = gr.Slider(0.5, 5, 2, step=0.5, label="Edit strength")
             buttons = job_buttons("Compare")

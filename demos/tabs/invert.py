@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 from PIL import Image
 
-from demos.common import PROGRESS, AppContext, Page, user_errors
+from demos.common import PROGRESS, AppContext, Page, user_errors, user_message
 from demos.inversion import (
     aligned_crop,
     job_buttons,
@@ -22,13 +22,16 @@ TITLE = "Invert & PTI"
 
 def build(ctx: AppContext, page: Page) -> None:
     gr.Markdown("Upload a face photo: it is aligned like FFHQ, then inverted. **W** and **W+** find a latent "
-                "for the fixed generator; **PTI** then fine-tunes the generator around that latent, so the "
-                "reconstruction keeps the identity and stays editable. The result is what the Edit tab edits.")
+                "for the fixed generator; **pSp** and **e4e** encode it in one pass (instant, a lookalike rather "
+                "than the person); **PTI** then fine-tunes the generator around a latent (W projection, or the "
+                "e4e code: faster), so the reconstruction keeps the identity and stays editable. The result is "
+                "what the Edit tab edits.")
     with gr.Row():
         with gr.Column(scale=3):
             photo, crop = photo_picker(ctx, "invert")
         with gr.Column(scale=1, min_width=260):
-            method = gr.Radio(["W", "W+", "PTI"], value="PTI", label="Method")
+            method = gr.Radio(["W", "W+", "pSp", "e4e", "PTI", "PTI (e4e pivot)"], value="PTI", label="Method",
+                              elem_id="invert-method")
             locality = gr.Checkbox(False, label="Locality regularisation (PTI)",
                                    info="keeps the tuned generator unchanged away from this face")
             preset = gr.Radio([("Fast (~1 min on 2 CPU cores)", "fast"), ("Paper (450 + 350 steps)", "paper")],
@@ -53,6 +56,8 @@ def build(ctx: AppContext, page: Page) -> None:
             ) -> tuple[Image.Image, Image.Image, Image.Image, list[list[str]]]:
         aligned = aligned_crop(ctx, path)
         label = "PTI + locality" if method_name == "PTI" and local else method_name
+        if local and method_name == "PTI (e4e pivot)":
+            raise user_message("Locality regularisation runs with the W pivot: choose PTI.", "Not combined")
         with ctx.job(state, request):
             result = run_method(ctx, state, aligned, label, steps, tuning, progress, settings)
         ctx.results.put(state.id, result.result)
