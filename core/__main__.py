@@ -7,9 +7,11 @@ ones to `COMMANDS`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -36,7 +38,7 @@ def _finite(value: object) -> object:
 
 def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "invert", help="align face photos and invert them (W, W+ or PTI)",
+        "invert", help="align face photos and invert them (W, W+, PTI, pSp, e4e)",
         description="For every photo: FFHQ-align the largest face, invert it, and write <out>/<photo>/ "
         "aligned.png, reconstruction.png, metrics.json and result.safetensors (an InversionResult).",
     )
@@ -140,8 +142,31 @@ def run_invert(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------
+# train, data: the training room's and the data preparation's own parsers, under one CLI
 
-COMMANDS = [add_invert_command]
+
+def add_delegated_command(name: str, module: str, summary: str) -> Callable[[argparse._SubParsersAction], None]:
+    """A command whose arguments another module's `main(argv)` parses (`python -m core train encoder --help`)."""
+
+    def add(subparsers: argparse._SubParsersAction) -> None:
+        parser = subparsers.add_parser(name, help=summary, add_help=False, description=summary)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+        def run(args: argparse.Namespace) -> int:
+            importlib.import_module(module).main(args.rest)
+            return 0
+
+        parser.set_defaults(run=run)
+
+    return add
+
+
+COMMANDS = [
+    add_invert_command,
+    add_delegated_command("train", "core.train", "train models: stylegan2, encoder (pSp / e4e), attributes, "
+                          "directions; export, export-encoder, samples"),
+    add_delegated_command("data", "core.data", "prepare face photos into training shards (prepare, recompress)"),
+]
 
 
 def main(argv: list[str] | None = None) -> int:

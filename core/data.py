@@ -163,7 +163,7 @@ def shard_paths(data: str | Path, split: str = "train") -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m core.data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m core data", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("prepare", help="align a folder of photos into training shards")
     p.add_argument("src", help="folder of photos (searched recursively)")

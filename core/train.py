@@ -54,7 +54,7 @@ ENCODER_HELP = {
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n")[0])
+    root = argparse.ArgumentParser(prog="python -m core train", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     stylegan2 = commands.add_parser("stylegan2", help="train a StyleGAN2 generator + discriminator",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -107,3 +107,17 @@ def traversal_grid(generator: torch.nn.Module, directions: Sequence, ws: torch.T
                 face = Image.fromarray((to_array(images[c, block]) * 255).round().astype(np.uint8))
                 grid.paste(face.resize((side, side), Image.Resampling.LANCZOS), (column(block, c), top + r * side))
     return grid
+
+
+def tradeoff_scatter(points: Mapping[str, tuple[float, float]], xlabel: str, ylabel: str, title: str = ""):
+    """An interactive plotly scatter of {method: (x, y)}, one labelled point per method (hover for the values): the
+    distortion–editability picture of the e4e paper."""
+    import plotly.graph_objects as go
+
+    names = list(points)
+    figure = go.Figure(go.Scatter(
+        x=[points[n][0] for n in names], y=[points[n][1] for n in names], mode="markers+text", text=names,
+        textposition="top center", marker={"size": 12}, hovertemplate="%{text}: x %{x:.3f}, y %{y:.3f}<extra></extra>"))
+    figure.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, width=620, height=420,
+                         margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    return figure

@@ -117,3 +117,13 @@ def test_cli_inverts_with_an_encoder(tmp_path):
     assert main(["invert", str(tmp_path / "face.jpg"), "--method", "e4e", "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "face" / "metrics.json").read_text())
     assert report["method"] == "e4e" and 0 < report["metrics"]["lpips"] < 0.6 and report["timings"]["total"] < 5
+
+
+def test_one_cli_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(command in listed for command in ("invert", "train", "data"))
+    with pytest.raises(SystemExit):
+        main(["train", "encoder", "--help"])
+    assert "--progressive-start-kimg" in capsys.readouterr().out
