@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +35,13 @@ from core.nets.encoders import LatentDiscriminator
 from core.nets.stylegan2 import Generator
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
-from core.training.scaffold import full, half, read_parts, run, save_image_grid, setup_distributed, write_parts
+from core.training.scaffold import RunConfig, full, half, launch, read_parts, save_image_grid, write_parts
 
 NETWORK_FIELDS = ("arch", "backbone", "widths", "units", "head_width")
 
 
 @dataclass
-class EncoderConfig:
+class EncoderConfig(RunConfig):
     """Every knob of an encoder run; loss weights default to the papers' face-encoding settings."""
 
     arch: str = "psp"  # psp | e4e
@@ -77,13 +76,8 @@ class EncoderConfig:
     batch: int = 32  # over all processes
     lr: float = 1e-4
     amp: bool = True  # bf16 autocast (GPU)
-    # run length and output
     kimg: float = 3000.0
-    minutes: float = 0.0
     log_kimg: float = 20.0
-    sample_minutes: float = 5.0
-    seed: int = 0
-    device: str = "auto"
 
     @property
     def identity_weight(self) -> float:
@@ -316,20 +310,10 @@ def network_of(folder: str | Path) -> dict:
 
 def train(cfg: EncoderConfig) -> EncoderTrainer:
     """Train until `cfg.kimg` images or the `cfg.minutes` budget; saves `compact/` and sample grids in `cfg.out`."""
-    start = time.time()
-    rank, world, device = setup_distributed(cfg.device)
-    if cfg.resume:
-        cfg = dataclasses.replace(cfg, **network_of(cfg.resume))
-    trainer = EncoderTrainer(cfg, device, rank, world)
-    if cfg.resume:
-        trainer.load(cfg.resume)
-    if rank == 0:
-        print(f"training {cfg.arch} ({sum(p.numel() for p in trainer.encoder.parameters()) / 1e6:.2f}M params) for "
-              f"{cfg.generator} on {world}x {device}: {len(trainer.data or [])} real images, "
-              f"{cfg.synthetic:.0%} synthetic; identity weight {cfg.identity_weight}; from {trainer.nimg / 1000:.1f} "
-              f"kimg", flush=True)
-    run(trainer, cfg, start)
-    return trainer
+    return launch(cfg, EncoderTrainer, network_of, lambda t: (
+        f"training {t.cfg.arch} ({sum(p.numel() for p in t.encoder.parameters()) / 1e6:.2f}M params) for "
+        f"{t.cfg.generator} on {t.world}x {t.device}: {len(t.data or [])} real images, {t.cfg.synthetic:.0%} "
+        f"synthetic; identity weight {t.cfg.identity_weight}; from {t.nimg / 1000:.1f} kimg"))
 
 
 def export_encoder(compact: str | Path, path: str | Path) -> Path:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +25,18 @@ from tqdm import tqdm
 
 PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB
 SAVE_RESERVE_S = 20.0  # seconds of a time budget kept for saving at the end
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The knobs every run has: its length, budget, logging and seed (a trainer's config adds its own)."""
+
+    kimg: float = 25000.0  # stop when this many thousand images were seen in total
+    minutes: float = 0.0  # wall-clock budget of this process (0: none); stops cleanly, saving first
+    log_kimg: float = 4.0
+    sample_minutes: float = 5.0
+    seed: int = 0
+    device: str = "auto"
 
 
 def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
@@ -108,6 +120,23 @@ class Trainable(Protocol):
     def pop_stats(self) -> dict[str, float]: ...
     def sample_grid(self, path: Path) -> Path: ...
     def save(self, folder: Path) -> None: ...
+    def load(self, path: str | Path) -> None: ...
+
+
+def launch(cfg: Any, make: Callable[[Any, torch.device, int, int], Trainable], network_of: Callable[[str], dict],
+           describe: Callable[[Trainable], str]) -> Trainable:
+    """Join the process group, build the trainer (`make(cfg, device, rank, world)`; a resumed run takes its network
+    fields from the checkpoint), resume, say what trains, and `run` it."""
+    start = time.time()
+    rank, world, device = setup_distributed(cfg.device)
+    if cfg.resume:
+        cfg = dataclasses.replace(cfg, **network_of(cfg.resume))
+    trainer = make(cfg, device, rank, world)
+    if cfg.resume:
+        trainer.load(cfg.resume)
+    if rank == 0:
+        print(describe(trainer), flush=True)
+    return run(trainer, cfg, start)
 
 
 def run(trainer: Trainable, cfg: Any, start: float) -> Trainable:

@@ -25,7 +25,6 @@ import contextlib
 import copy
 import dataclasses
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +38,12 @@ from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
 from core.training.loss import MappedSynthesis, PathLengthPenalty, discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import (
+    RunConfig,
     full,
     half,
+    launch,
     read_parts,
-    run,
     save_image_grid,
-    setup_distributed,
     update_ema,
     write_parts,
 )
@@ -53,7 +52,7 @@ NETWORK_FIELDS = ("size", "style_dim", "n_mlp", "channel_base", "channel_max", "
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Every knob of a run, with StyleGAN2-ADA's defaults where it has them (`None` = its auto rule)."""
 
     data: str = ""
@@ -93,13 +92,6 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"  # torch.compile's mode: "default", "reduce-overhead" (CUDA graphs), ...
-    # run length and output
-    kimg: float = 25000.0  # stop when this many images were seen in total
-    minutes: float = 0.0  # wall-clock budget of this process (0: none); stops cleanly, saving first
-    log_kimg: float = 4.0
-    sample_minutes: float = 5.0
-    seed: int = 0
-    device: str = "auto"
 
     @property
     def gamma(self) -> float:
@@ -342,20 +334,11 @@ class Trainer:
 
 def train(cfg: TrainConfig, data: DeviceImageBank | None = None) -> Trainer:
     """Train until `cfg.kimg` images in total or the `cfg.minutes` budget; saves state, compact state, samples."""
-    start = time.time()
-    rank, world, device = setup_distributed(cfg.device)
-    if cfg.resume:
-        cfg = dataclasses.replace(cfg, **network_of(cfg.resume))
-    trainer = Trainer(cfg, device, rank, world, data)
-    if cfg.resume:
-        trainer.load(cfg.resume)
-    if rank == 0:
-        print(f"training {cfg.size}px G {sum(p.numel() for p in trainer.G.parameters()) / 1e6:.2f}M "
-              f"D {sum(p.numel() for p in trainer.D.parameters()) / 1e6:.2f}M params on {world}x {device}, "
-              f"{len(trainer.data)} images, from {trainer.nimg / 1000:.1f} kimg; gamma {cfg.gamma:.4g}, "
-              f"ema {cfg.ema_images / 1000:.3g} kimg", flush=True)
-    run(trainer, cfg, start)
-    return trainer
+    return launch(cfg, lambda c, device, rank, world: Trainer(c, device, rank, world, data), network_of, lambda t: (
+        f"training {t.cfg.size}px G {sum(p.numel() for p in t.G.parameters()) / 1e6:.2f}M "
+        f"D {sum(p.numel() for p in t.D.parameters()) / 1e6:.2f}M params on {t.world}x {t.device}, "
+        f"{len(t.data)} images, from {t.nimg / 1000:.1f} kimg; gamma {t.cfg.gamma:.4g}, "
+        f"ema {t.cfg.ema_images / 1000:.3g} kimg"))
 
 
 @torch.no_grad()
