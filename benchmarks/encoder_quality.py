@@ -2,18 +2,19 @@
 
     python -m benchmarks.pti_curves prepare            # once: 40 aligned held-out faces -> .carry/pti_curves/faces.npz
     python -m benchmarks.encoder_quality --json benchmarks/encoder_quality.json --grid benchmarks/encoder_grid.png
-    python -m benchmarks.encoder_quality --methods psp e4e --per-set 8          # the encoders alone, in seconds
+    python -m benchmarks.encoder_quality --methods psp e4e pti-e4e --per-set 8 --json benchmarks/encoders_40.json
 
-Faces: `per_set` of each held-out set (CelebA eval, LFW, FFHQ, UTKFace children and elderly; nobody trained on them).
-Methods: W and W+ projection (`steps`), pSp, e4e (one pass), PTI (fast preset, W pivot) and PTI with the e4e code as
-its pivot (fast tuning, `pti-e4e`). Distortion per face: `core.measures.score_each` (PSNR, LPIPS, MS-SSIM, FaceNet
-identity and same-person, dlib distance; the encoders were trained with a FaceNet identity loss, so dlib's distance is
-the identity measure they did not see) and CPU seconds. Editability: each method's code moved along the embedded
-InterFaceGAN directions (`EDITS`, +- `strength`), rendered by the method's generator (PTI's tuned one): the attribute
-classifier's logit change in the intended direction (higher: the edit took), dlib distance to the method's own
-reconstruction (lower: the person stayed), and the Fréchet distance of all edited faces to the real faces in dlib's
-descriptor space (lower: edits stay realistic). The paper's ordering (FFHQ-1024, CelebA-HQ): W+ opt distorts least
-among latent-only methods, then pSp, e4e; e4e's edits are the best; W opt edits well but distorts most.
+Faces: `per_set` of each held-out set (CelebA eval, LFW, FFHQ, UTKFace children and elderly; nobody trained on
+them). Methods: W and W+ projection (`steps`, AlexNet LPIPS and lr 0.03 as the fast PTI preset's pivot), pSp, e4e
+(one pass), PTI (fast preset, W pivot) and PTI with the e4e code as its pivot (fast tuning, `pti-e4e`). Distortion
+per face: `core.measures.score_each` (PSNR, LPIPS, MS-SSIM, FaceNet identity and same-person, dlib distance; the
+encoders were trained with a FaceNet identity loss, so dlib's distance is the identity measure they did not see) and
+CPU seconds. Editability: each method's code moved along the embedded InterFaceGAN directions (`EDITS`, +-
+`strength`), rendered by the method's generator (PTI's tuned one): the attribute classifier's logit change in the
+intended direction (higher: the edit took), dlib distance to the method's own reconstruction (lower: the person
+stayed), and the Fréchet distance of all edited faces to the real faces in dlib's descriptor space (lower: edits
+stay realistic). The paper's ordering (FFHQ-1024, CelebA-HQ): W+ opt distorts least among latent-only methods, then
+pSp, e4e; e4e's edits are the best; W opt edits well but distorts most.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ FACES = Path(".carry/pti_curves/faces.npz")
 
 def invert_with(method: str, G: torch.nn.Module, targets: torch.Tensor, encoders: dict, steps: int):
     """One method on one face -> InversionResult (timed in `result.timings`)."""
-    if method in ("w", "w+"):
-        return invert(G, targets, method, steps=steps)
+    if method in ("w", "w+"):  # the projector with the fast PTI preset's pivot settings (VGG LPIPS: 2.3x slower)
+        return invert(G, targets, method, steps=steps, lpips_net="alex", lr=0.03, autocast=torch.bfloat16,
+                      channels_last=True)
     if method in ("psp", "e4e"):
         return invert(G, targets, method, encoder=encoders[method])
     if method == "pti":
@@ -96,8 +98,8 @@ def found(descriptors: np.ndarray) -> list[np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--per-set", type=int, default=2, help="faces of each held-out set (at most 8)")
-    parser.add_argument("--steps", type=int, default=500, help="W / W+ projection steps")
+    parser.add_argument("--per-set", type=int, default=1, help="faces of each held-out set (at most 8)")
+    parser.add_argument("--steps", type=int, default=300, help="W / W+ projection steps")
     parser.add_argument("--strength", type=float, default=3.0, help="edit strength along each unit direction")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--faces", type=Path, default=FACES)
