@@ -2,7 +2,7 @@
 
     python -m benchmarks.pti_curves prepare            # once: 40 aligned held-out faces -> .carry/pti_curves/faces.npz
     python -m benchmarks.encoder_quality --json benchmarks/encoder_quality.json --grid benchmarks/encoder_grid.png
-    python -m benchmarks.encoder_quality --methods psp e4e pti-e4e --per-set 8 --json benchmarks/encoders_40.json
+    python -m benchmarks.encoder_quality --methods psp e4e --per-set 8 --json benchmarks/encoders_40.json
 
 Faces: `per_set` of each held-out set (CelebA eval, LFW, FFHQ, UTKFace children and elderly; nobody trained on
 them). Methods: W and W+ projection (`steps`, AlexNet LPIPS and lr 0.03 as the fast PTI preset's pivot), pSp, e4e
