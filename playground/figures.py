@@ -1,10 +1,10 @@
-"""Small matplotlib / PIL helpers for the notebooks: image grids, curves, markdown tables, GIFs, traversal grids."""
+"""Helpers for the notebooks: matplotlib / PIL image grids, curves, markdown tables, traversal grids; a plotly
+trade-off scatter."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -71,15 +71,6 @@ def markdown_table(rows: Mapping[str, Mapping[str, float]], digits: int = 3) -> 
     lines += [f"| {name} | " + " | ".join(cell(values.get(c, float("nan"))) for c in columns) + " |"
               for name, values in rows.items()]
     return "\n".join(lines)
-
-
-def save_gif(frames: torch.Tensor, path: str | Path, fps: int = 8) -> Path:
-    """Frames [S, 3, H, W] in [-1, 1] (e.g. images of `core.editing.traverse`) as a looping GIF."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    imageio.mimsave(path, [(to_array(f) * 255).round().astype(np.uint8) for f in frames], duration=1 / fps, loop=0)
-    return path
 
 
 @torch.no_grad()
