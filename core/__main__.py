@@ -69,7 +69,7 @@ def run_invert(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from core.faces import ImageError, NoFaceFound, align_face, load_image, pil_to_tensor, tensor_to_pil
+    from core.faces import FaceTooSmall, ImageError, NoFaceFound, align_face, load_image, pil_to_tensor, tensor_to_pil
     from core.inversion import ENCODER_METHODS, invert
     from core.measures import score_each
     from core.registry import encoder_for, load_encoder, load_generator
@@ -107,9 +107,14 @@ def run_invert(args: argparse.Namespace) -> int:
     for photo in photos:
         try:
             image = load_image(photo)
-            crop = (image.resize((G.size, G.size), Image.LANCZOS) if args.aligned
-                    else align_face(image, size=G.size).image)
-        except (NoFaceFound, ImageError, FileNotFoundError) as err:
+            if args.aligned:
+                crop = image.resize((G.size, G.size), Image.LANCZOS)
+            else:
+                face = align_face(image, size=G.size)
+                crop, warning = face.image, face.size_warning()
+                if warning:
+                    print(f"{photo}: warning: {warning}", file=sys.stderr)
+        except (NoFaceFound, FaceTooSmall, ImageError, FileNotFoundError) as err:
             print(f"{photo}: skipped: {err}", file=sys.stderr)
             skipped.append(str(photo))
             continue

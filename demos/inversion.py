@@ -85,7 +85,14 @@ def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
     """The FFHQ-aligned crop of the photo's largest face, at the generator's size."""
     if not photo:
         raise user_message("Upload a photo or pick an example first.", "No photo")
-    return faces.align_face(photo, size=ctx.generator.size).image
+    face = faces.align_face(photo, size=ctx.generator.size)
+    try:
+        warning = face.size_warning()
+    except faces.FaceTooSmall as error:
+        raise user_message(f"This face is too small: {error}.", "Face too small") from None
+    if warning:
+        gr.Warning(f"Small face: {warning}.", title="Small face")
+    return face.image
 
 
 def preset_steps(preset: str) -> tuple[int, int]:

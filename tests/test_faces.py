@@ -271,3 +271,31 @@ def test_tensor_round_trip(face):
     tensor = faces.pil_to_tensor(face)
     assert tensor.shape == (1, 3, face.height, face.width) and tensor.min() >= -1 and tensor.max() <= 1
     np.testing.assert_array_equal(np.asarray(faces.tensor_to_pil(tensor)), np.asarray(face))
+
+
+def test_small_faces_are_warned_about_and_tiny_ones_refused(tmp_path, capsys):
+    """The face's crop side in the photo decides: >= 48 px fine, smaller a warning, below 20 px refused (the CLI
+    skips it with the reason)."""
+    from official import shared
+
+    from core.__main__ import main
+
+    photo = faces.load_image(sorted(shared("data/faces/celeba/eval").iterdir())[0])
+    full = faces.align_face(photo, size=64)
+    assert full.source_side > faces.SMALL_FACE_PX and full.size_warning() is None
+    for side, expect in ((36, "warn"), (15, "refuse")):
+        scale = side / full.source_side
+        small = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.LANCZOS)
+        face = faces.align_from_landmarks(small, full.landmarks * scale, size=64)
+        assert abs(face.source_side - side) < 1
+        if expect == "warn":
+            assert "only 36 px across" in face.size_warning()
+        else:
+            with pytest.raises(faces.FaceTooSmall, match="too small|only 15 px"):
+                face.size_warning()
+    for side, code, said in ((17, 1, "skipped: the face is only 18 px across"), (36, 0, "warning: the face is only")):
+        scale = side / full.source_side  # an 18x22 photo, then a 38x47 one: dlib still finds the face in both
+        photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.LANCZOS).save(tmp_path / "p.png")
+        assert main(["invert", str(tmp_path / "p.png"), "--method", "w", "--steps", "1", "--out",
+                     str(tmp_path / "out")]) == code
+        assert said in capsys.readouterr().err
