@@ -31,9 +31,9 @@ import torch
 from benchmarks.common import machine
 from core.attributes import load_attribute_classifier
 from core.editing import apply, load_directions
-from core.faces import to_uint8
+from core.faces import from_uint8, to_uint8
 from core.inversion import invert
-from core.measures import face_descriptors, score_each
+from core.measures import face_descriptors, frechet_distance, score_each
 from core.registry import encoder_for, load_encoder, load_generator
 from core.threads import use_threads
 
@@ -54,16 +54,6 @@ def invert_with(method: str, G: torch.nn.Module, targets: torch.Tensor, encoders
     if method == "pti-e4e":
         return invert(G, targets, "pti", preset="fast", pivot="e4e", encoder=encoders["e4e"])
     raise ValueError(f"unknown method {method!r}")
-
-
-def frechet(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of descriptors [N, D]."""
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root.real))
 
 
 def nanmean(values: list[float]) -> float:
@@ -111,11 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     sets = [str(s) for s in data["sets"]]
     picked = [i for i, s in enumerate(sets) if sets[:i].count(s) < args.per_set]
     G = load_generator("default")
-    encoders = {m: load_encoder(encoder_for(m)) for m in ("psp", "e4e")
+    encoders = {m: load_encoder(encoder_for(m), decoder=G) for m in ("psp", "e4e")
                 if m in args.methods or (m == "e4e" and "pti-e4e" in args.methods)}
     classifier = load_attribute_classifier()
     directions = {d.name: d for d in load_directions()}
-    targets = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    targets = from_uint8(torch.from_numpy(data["images"]))
     real_descriptors = found(face_descriptors(targets))
     rows, grid, edited_descriptors = [], {}, {m: [] for m in args.methods}
     for method in args.methods:
@@ -139,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         tables["editability"][method] = {
             **{f"{e}_logit": nanmean([r["edits"][e]["logit_change"] for r in mine]) for e in EDITS},
             "dlib_distance": nanmean([r["edits"][e]["dlib_distance"] for r in mine for e in EDITS]),
-            "frechet_dlib": frechet(np.stack(edited_descriptors[method]), np.stack(real_descriptors))}
+            "frechet_dlib": frechet_distance(np.stack(edited_descriptors[method]), np.stack(real_descriptors))}
     print(markdown(tables, len(picked)))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "faces": len(picked), "strength": args.strength,

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 import torch
 from tqdm import tqdm
 
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoints import load_generator_file  # noqa: E402
 from core.data import decode_shard, shard_paths  # noqa: E402
 from core.faces import to_uint8  # noqa: E402
-from core.measures import face_descriptors  # noqa: E402
+from core.measures import face_descriptors, frechet_distance  # noqa: E402
 
 
 def descriptors(images: np.ndarray, desc: str) -> tuple[np.ndarray, int]:
@@ -45,13 +44,6 @@ def real_descriptors(data: Path, split: str, n: int, seed: int = 0) -> np.ndarra
     found, _ = descriptors(pixels[np.sort(pick)], f"{split} faces")
     np.savez(cache, descriptors=found)
     return found
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    mean = a.mean(0) - b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
-    return float(mean @ mean + np.trace(cov_a + cov_b - 2 * root))
 
 
 def kernel_distance(a: np.ndarray, b: np.ndarray, subsets: int = 50, size: int = 200, seed: int = 0) -> float:

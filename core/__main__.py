@@ -76,23 +76,6 @@ def run_invert(args: argparse.Namespace) -> int:
     from core.threads import use_threads
 
     use_threads(args.threads)
-    options: dict = {"seed": args.seed}
-    encoder_method = args.method if args.method in ENCODER_METHODS else args.pivot
-    if encoder_method in ENCODER_METHODS:
-        try:
-            options["encoder"] = load_encoder(args.encoder or encoder_for(encoder_method, args.model), args.device,
-                                              generator=args.model)
-        except (KeyError, FileNotFoundError, ValueError) as err:
-            print(f"cannot load the {encoder_method} encoder: {err}", file=sys.stderr)
-            return 2
-    if args.method in ENCODER_METHODS:
-        options.pop("seed")
-    elif args.method == "pti":
-        options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}
-        options |= {"steps": args.steps} if args.steps else {}
-        options |= {"project_steps": args.pivot_steps} if args.pivot_steps else {}
-    elif args.steps:
-        options["steps"] = args.steps
     photos = photos_in(args.photos)
     if not photos:
         print("no photos found in " + ", ".join(args.photos), file=sys.stderr)
@@ -102,6 +85,21 @@ def run_invert(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"cannot load the generator {args.model!r}: {err}", file=sys.stderr)
         return 2
+    options: dict = {} if args.method in ENCODER_METHODS else {"seed": args.seed}
+    encoder_method = args.method if args.method in ENCODER_METHODS else args.pivot
+    if encoder_method in ENCODER_METHODS:
+        try:
+            options["encoder"] = load_encoder(args.encoder or encoder_for(encoder_method, args.model), args.device,
+                                              generator=args.model, decoder=G)
+        except (KeyError, FileNotFoundError, ValueError) as err:
+            print(f"cannot load the {encoder_method} encoder: {err}", file=sys.stderr)
+            return 2
+    if args.method == "pti":
+        options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}
+        options |= {"steps": args.steps} if args.steps else {}
+        options |= {"project_steps": args.pivot_steps} if args.pivot_steps else {}
+    elif args.steps and args.method not in ENCODER_METHODS:
+        options["steps"] = args.steps
 
     skipped, used_names = [], set()
     for photo in photos:

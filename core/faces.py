@@ -181,6 +181,11 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
+def from_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels [N, H, W, 3] as images [N, 3, H, W] in [-1, 1] (float32): the inverse of `to_uint8`."""
+    return pixels.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 def tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     """A tensor [3, H, W] or [1, 3, H, W] in [-1, 1] as an RGB PIL image (values outside are clipped)."""
     if tensor.ndim == 4:

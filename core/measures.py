@@ -184,6 +184,16 @@ def face_descriptors(images: Iterable[faces.ImageSource | torch.Tensor]) -> np.n
     return np.stack(rows) if rows else np.empty((0, 128))
 
 
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of features [N, D] (FID's formula, any feature space)."""
+    import scipy.linalg
+
+    mean = a.mean(0) - b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(mean @ mean + np.trace(cov_a + cov_b - 2 * root))
+
+
 def identity_similarity(a: faces.ImageSource | torch.Tensor, b: faces.ImageSource | torch.Tensor) -> dict[str, float]:
     """{"cosine": cosine similarity, "distance": Euclidean distance} of the two faces' dlib descriptors.
 

@@ -285,10 +285,11 @@ def load_generator(name_or_path: str | os.PathLike = "default", device: str | to
 
 
 def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "cpu", *,
-                 generator: str | os.PathLike = "default") -> EncoderModel:
+                 generator: str | os.PathLike = "default", decoder: Generator | None = None) -> EncoderModel:
     """A pSp / e4e / Style Transformer (or DualStyleGAN Z+) encoder with its decoder, on `device`: an official
     checkpoint (its decoder inside), or one trained here, decoded by `generator`, the generator it was trained for
-    (checked by sha256: a retrained generator needs retrained encoders)."""
+    (checked by sha256: a retrained generator needs retrained encoders). `decoder`: that generator already loaded
+    (the caller's own, shared instead of loaded a second time)."""
     path = resolve_kind(name_or_path, ("e4e", "psp", "style_transformer", "dualstylegan_encoder"))
     if path.suffix == ".safetensors":
         encoder, latent_avg, meta = read_encoder_file(path)
@@ -298,7 +299,7 @@ def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "
                 f"{path} was trained for the generator with sha256 {meta['generator_sha256'][:12]}…, not "
                 f"{generator_file} ({sha256_of(generator_file)[:12]}…): retrain the encoder for this generator "
                 "(`python -m core.train encoder`, see models/face128/ENCODERS.md)")
-        decoder = load_generator_checkpoint(generator_file)
+        decoder = decoder if decoder is not None else load_generator_checkpoint(generator_file)
         return EncoderModel(encoder, decoder, latent_avg).to(device).eval()
     entry = REGISTRY.get(str(name_or_path))
     if entry is not None and entry.kind == "dualstylegan_encoder":

@@ -64,7 +64,8 @@ class AppContext:
             except KeyError:
                 raise user_message(f"No {method} encoder is available for the model {self.model_name!r}: "
                                    "use W, W+ or PTI.", "No encoder") from None
-            self.encoders[method] = load_encoder(name, self.device, generator=self.model_name)
+            self.encoders[method] = load_encoder(name, self.device, generator=self.model_name,
+                                                 decoder=self.generator)
         return self.encoders[method]
 
     @contextmanager

@@ -40,13 +40,9 @@ def sample_faces(generator: Generator, n: int, seed: int = 0, psi: float = 1.0, 
     return torch.cat(latents), torch.cat(images)
 
 
-def from_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def score_faces(classifier: AttributeClassifier, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
     """Every attribute's logit [N] and the yaw proxy [N] of uint8 faces [N, H, W, 3]."""
-    chunks = [from_uint8(chunk) for chunk in images.split(batch)]
+    chunks = [faces.from_uint8(chunk) for chunk in images.split(batch)]
     logits = torch.cat([classifier.logits(chunk) for chunk in chunks])
     yaw = torch.cat([head_yaw(chunk) for chunk in chunks])
     return {**{name: logits[:, i] for i, name in enumerate(classifier.names)}, YAW: yaw}

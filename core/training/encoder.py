@@ -30,9 +30,11 @@ from torch.nn.parallel import DistributedDataParallel
 from core import identity
 from core.data import decode_shard
 from core.encoders_io import ENCODER_FORMAT, build_encoder
+from core.faces import from_uint8
 from core.measures import lpips_distance
 from core.nets.encoders import LatentDiscriminator
 from core.nets.stylegan2 import Generator
+from core.registry import load_generator, resolve, sha256_of
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import RunConfig, full, half, launch, read_parts, save_image_grid, write_parts
@@ -88,8 +90,6 @@ class EncoderConfig(RunConfig):
 
 
 def load_generator_for(name: str, device: torch.device) -> Generator:
-    from core.registry import load_generator  # the registry loads encoders too: imported here, not at the top
-
     return load_generator(name, device).eval().requires_grad_(False)
 
 
@@ -123,8 +123,7 @@ class EncoderTrainer:
                                                     seed=cfg.seed, rank=rank)
         heldout = sorted(Path(cfg.data).glob("heldout-*.npz")) if cfg.data else []
         if heldout:
-            pixels = torch.from_numpy(decode_shard(heldout[0])[0][:64]).permute(0, 3, 1, 2)
-            self.heldout = pixels.float().div(127.5).sub(1).to(device)
+            self.heldout = from_uint8(torch.from_numpy(decode_shard(heldout[0])[0][:64])).to(device)
         torch.manual_seed(cfg.seed + rank + 1)
         self.nimg, self.step_index = 0, 0
         self.stats: dict[str, list] = {}
@@ -298,8 +297,6 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def generator_sha256(name: str) -> str:
-    from core.registry import resolve, sha256_of
-
     return sha256_of(resolve(name))
 
 

@@ -23,6 +23,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from core.faces import to_uint8
+
 PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB
 SAVE_RESERVE_S = 20.0  # seconds of a time budget kept for saving at the end
 
@@ -100,8 +102,8 @@ def update_ema(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
 
 def save_image_grid(images: torch.Tensor, path: str | Path, columns: int = 8) -> Path:
     """Images [N, 3, H, W] in [-1, 1] (N a multiple of `columns`) as one PNG grid."""
-    images = (images.float().clamp(-1, 1) * 127.5 + 127.5).round().to(torch.uint8).cpu()
-    rows = images.view(-1, columns, *images.shape[1:]).permute(0, 3, 1, 4, 2)  # [rows, H, columns, W, 3]
+    pixels = to_uint8(images)  # [N, H, W, 3]
+    rows = pixels.view(-1, columns, *pixels.shape[1:]).permute(0, 2, 1, 3, 4)  # [rows, H, columns, W, 3]
     Image.fromarray(np.ascontiguousarray(rows.reshape(rows.shape[0] * rows.shape[1], -1, 3).numpy())).save(path)
     return Path(path)
 
