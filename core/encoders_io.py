@@ -40,7 +40,7 @@ from core.nets.style_transformer import StyleTransformerEncoder
 
 EncoderKind = Literal["psp", "e4e", "style_transformer"]
 ENCODER_FORMAT = "stylegan-playground/encoder-v1"  # encoders trained here (`core.training.encoder.export_encoder`)
-ARCHS = {"psp": GradualStyleEncoder, "e4e": Encoder4Editing}
+ARCHS = {"psp": GradualStyleEncoder, "e4e": Encoder4Editing, "style_transformer": StyleTransformerEncoder}
 ENCODER_TYPES = {"GradualStyleEncoder": "psp", "Encoder4Editing": "e4e"}  # official `opts.encoder_type`
 
 
@@ -138,15 +138,18 @@ def _ints(text: str | list | tuple) -> tuple[int, ...]:
     return tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
 
 
-def build_encoder(arch: str, n_styles: int, input_size: int, style_dim: int, network: dict) -> GradualStyleEncoder:
-    """A pSp / e4e encoder of the project's own size (`network`: backbone, widths, units, head_width)."""
+def build_encoder(arch: str, n_styles: int, input_size: int, style_dim: int, network: dict) -> nn.Module:
+    """An encoder of the project's own size (`network`: backbone, widths, units; head_width for pSp / e4e's heads,
+    ff_dim for the Style Transformer's attention layers)."""
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {sorted(ARCHS)}, not {arch!r}")
-    return ARCHS[arch](n_styles, network["backbone"], 3, input_size, widths=_ints(network["widths"]),
-                       units=_ints(network["units"]), head_width=int(network["head_width"]), style_dim=style_dim)
+    size = dict(widths=_ints(network["widths"]), units=_ints(network["units"]), style_dim=style_dim)
+    if arch == "style_transformer":
+        return StyleTransformerEncoder(n_styles, network["backbone"], 3, ff_dim=int(network["ff_dim"]), **size)
+    return ARCHS[arch](n_styles, network["backbone"], 3, input_size, head_width=int(network["head_width"]), **size)
 
 
-def read_encoder_file(path: str | Path) -> tuple[GradualStyleEncoder, torch.Tensor, dict[str, str]]:
+def read_encoder_file(path: str | Path) -> tuple[nn.Module, torch.Tensor, dict[str, str]]:
     """(encoder, latent_avg, metadata) of an encoder trained here; the metadata names the generator's sha256."""
     tensors, meta = read_safetensors(path)
     if meta.get("format") != ENCODER_FORMAT:

@@ -6,6 +6,10 @@ and cross-attends to one level of the pSp feature pyramid (coarse 16², medium 3
 offsets from `latent_avg`, like pSp's. The layers are `nn.TransformerDecoderLayer` (post-norm, ReLU, packed
 `in_proj` attention weights), whose parameter names are exactly DETR's.
 
+The defaults are the official architecture. `widths` / `units` shrink the backbone as for pSp; the attention then
+runs at the pyramid's width (`widths[3]`), and when that differs from the style width two linear maps
+(`query_in`, `style_out`) carry the queries into it and the refined ones back to W. The official model has neither.
+
 Editing: `EditTransformer` mixes a source W+ with a reference W+ (source queries, reference keys/values), and
 is trained with `reference_edit_loss`, which reads both through a frozen latent attribute classifier
 (`LatentAttributeClassifier`, the official `LCNet_40` over 40 CelebA attributes). No official weights exist
@@ -20,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.nets.encoders import PyramidBackbone
+from core.nets.encoders import STAGE_WIDTHS, PyramidBackbone
 
 
 def decoder_layer(d_model: int = 512, n_heads: int = 4, ff_dim: int = 1024, dropout: float = 0.1) -> nn.Module:
@@ -33,15 +37,20 @@ class StyleTransformerEncoder(PyramidBackbone):
 
     needs_query = True
 
-    def __init__(self, n_styles: int = 18, backbone: str = "ir_se50", in_channels: int = 3, dropout: float = 0.1):
+    def __init__(self, n_styles: int = 18, backbone: str = "ir_se50", in_channels: int = 3, dropout: float = 0.1,
+                 widths: tuple[int, ...] = STAGE_WIDTHS, units: tuple[int, ...] | None = None, style_dim: int = 512,
+                 n_heads: int = 4, ff_dim: int = 1024):
         super().__init__()
         self.n_styles = n_styles
-        self._build_backbone(backbone, in_channels)
+        self._build_backbone(backbone, in_channels, widths, units)
         self._build_laterals()
-        self.transformerlayer_coarse = decoder_layer(dropout=dropout)
-        self.transformerlayer_medium = decoder_layer(dropout=dropout)
-        self.transformerlayer_fine = decoder_layer(dropout=dropout)
-        self.z = nn.Parameter(torch.randn(1, n_styles, 512))
+        width = self.widths[3]
+        self.transformerlayer_coarse = decoder_layer(width, n_heads, ff_dim, dropout)
+        self.transformerlayer_medium = decoder_layer(width, n_heads, ff_dim, dropout)
+        self.transformerlayer_fine = decoder_layer(width, n_heads, ff_dim, dropout)
+        self.z = nn.Parameter(torch.randn(1, n_styles, style_dim))
+        if width != style_dim:
+            self.query_in, self.style_out = nn.Linear(style_dim, width), nn.Linear(width, style_dim)
 
     def query(self, mapping: Callable[[torch.Tensor], torch.Tensor], batch: int) -> torch.Tensor:
         """The queries `StyleTransformer.forward` builds: the learned seeds `z` through the decoder's mapping."""
@@ -49,10 +58,12 @@ class StyleTransformerEncoder(PyramidBackbone):
 
     def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
         layers = (self.transformerlayer_coarse, self.transformerlayer_medium, self.transformerlayer_fine)
-        q = query.transpose(0, 1)  # [n_styles, B, D]
+        projected = hasattr(self, "query_in")
+        q = (self.query_in(query) if projected else query).transpose(0, 1)  # [n_styles, B, D]
         for layer, memory in zip(layers, self.pyramid(x), strict=True):
             q = layer(q, memory.flatten(2).permute(2, 0, 1))  # memory: [H*W, B, D]
-        return q.transpose(0, 1)
+        q = q.transpose(0, 1)
+        return self.style_out(q) if projected else q
 
 
 # ----------------------------------------------------------------------------------------------------

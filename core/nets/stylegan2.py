@@ -159,14 +159,16 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channels, bias_init=1)
 
-    fused: bool | None = None  # None: fused at batch 1 or without grad, else the shared-conv path
+    # None: fused at batch 1 or without grad, else the shared-conv path -- also for a frozen generator in eval mode
+    # that gradients pass through (encoder training), where the grouped conv's backward was the bottleneck
+    fused: bool | None = None
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         style = self.modulation(style)
         fused = self.fused
         if fused is None:
-            fused = batch == 1 or not (self.training and torch.is_grad_enabled())
+            fused = batch == 1 or not torch.is_grad_enabled()
         weight = self.scale * self.weight * style.view(batch, 1, -1, 1, 1)  # [B, O, I, k, k]
         demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8) if self.demodulate else None
         k = self.kernel_size

@@ -1,4 +1,4 @@
-"""Train a pSp or e4e encoder for a frozen generator (`python -m core.train encoder --arch psp|e4e ...`).
+"""Train a pSp, e4e or Style Transformer encoder for a frozen generator (`python -m core train encoder --arch ...`).
 
 Each batch mixes real aligned faces (the prepared shards, on the device) with generator samples whose W+ is known:
 - pSp (Richardson et al. 2021): L2 + LPIPS (AlexNet, weight 0.8) + identity (1 - cosine of FaceNet embeddings,
@@ -7,6 +7,8 @@ Each batch mixes real aligned faces (the prepared shards, on the device) with ge
 - e4e (Tov et al. 2021) adds what keeps codes editable: the delta regularisation (L2 norms of the per-layer offsets
   from w0, 2e-4), progressive training (w0 alone first, then one more layer's delta every `progressive_every_kimg`),
   and a latent discriminator that tells the encoder's per-layer w from the mapping network's (0.1, R1 10).
+- Style Transformer (Hu et al. 2022): pSp's losses and weights; its queries come from the frozen generator's mapping
+  network, so gradients reach the learned seeds `z` through it.
 
 The identity network is FaceNet (`core.nets.facenet`, a torch port of the graph `core.identity` runs with OpenCV),
 on the same fixed crop of the aligned face. Evaluation reports dlib's descriptor distance beside FaceNet's
@@ -39,14 +41,14 @@ from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import RunConfig, full, half, launch, read_parts, save_image_grid, write_parts
 
-NETWORK_FIELDS = ("arch", "backbone", "widths", "units", "head_width")
+NETWORK_FIELDS = ("arch", "backbone", "widths", "units", "head_width", "ff_dim")
 
 
 @dataclass
 class EncoderConfig(RunConfig):
     """Every knob of an encoder run; loss weights default to the papers' face-encoding settings."""
 
-    arch: str = "psp"  # psp | e4e
+    arch: str = "psp"  # psp | e4e | style_transformer
     generator: str = "default"  # registry name or generator file (frozen)
     data: str = ""  # prepared shards (train-*.npz, optional heldout-*.npz for the sample grid and held-out loss)
     out: str = "runs/encoder"
@@ -55,7 +57,8 @@ class EncoderConfig(RunConfig):
     backbone: str = "ir_se"
     widths: str = "32,64,128,256"
     units: str = "2,3,6,2"
-    head_width: int = 64
+    head_width: int = 64  # pSp / e4e: the map2style heads
+    ff_dim: int = 1024  # Style Transformer: the attention layers' feed-forward width (they run at widths[3])
     # data
     synthetic: float = 0.5  # share of each batch drawn from the generator (known W+, latent loss)
     psi_min: float = 0.5  # synthetic samples are truncated with psi uniform in [psi_min, 1]
@@ -83,10 +86,10 @@ class EncoderConfig(RunConfig):
 
     @property
     def identity_weight(self) -> float:
-        return self.identity if self.identity >= 0 else {"psp": 0.1, "e4e": 0.5}[self.arch]
+        return self.identity if self.identity >= 0 else {"e4e": 0.5}.get(self.arch, 0.1)
 
     def network(self) -> dict:
-        return {"backbone": self.backbone, "widths": self.widths, "units": self.units, "head_width": self.head_width}
+        return {k: getattr(self, k) for k in NETWORK_FIELDS[1:]}
 
 
 def load_generator_for(name: str, device: torch.device) -> Generator:
@@ -171,11 +174,15 @@ class EncoderTrainer:
         return images, ws
 
     def encode(self, images: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
-        return (net or self.encoder)(images).float() + self.latent_avg
+        net = net or self.encoder
+        if self.encoder.needs_query:
+            return net(images, self.encoder.query(self.G.style, images.shape[0])).float() + self.latent_avg
+        return net(images).float() + self.latent_avg
 
     def identity_loss(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         faces = identity.standardise(identity.crop(torch.cat([reconstruction, target]).float()))
-        embeddings = self.facenet(faces)
+        with self._autocast():
+            embeddings = self.facenet(faces).float()
         a, b = embeddings.chunk(2)
         return (1 - F.cosine_similarity(a, b.detach(), dim=1)).mean()
 
@@ -193,7 +200,8 @@ class EncoderTrainer:
         loss = cfg.l2 * F.mse_loss(reconstruction, images)
         self._track("l2", loss)
         if cfg.lpips:
-            value = lpips_distance(reconstruction, images).mean()
+            with self._autocast():
+                value = lpips_distance(reconstruction, images).float().mean()
             loss = loss + cfg.lpips * value
             self._track("lpips", value)
         if self.facenet is not None:
@@ -302,7 +310,7 @@ def generator_sha256(name: str) -> str:
 
 def network_of(folder: str | Path) -> dict:
     config = json.loads((Path(folder) / "meta.json").read_text())["config"]
-    return {k: config[k] for k in NETWORK_FIELDS}
+    return {k: config[k] for k in NETWORK_FIELDS if k in config}
 
 
 def train(cfg: EncoderConfig) -> EncoderTrainer:
@@ -323,7 +331,7 @@ def export_encoder(compact: str | Path, path: str | Path) -> Path:
     tensors = half(read_parts(compact, "encoder"))
     tensors["latent_avg"] = generator.w_avg.detach().clone().float()
     info = {"format": ENCODER_FORMAT, "arch": cfg["arch"], "generator_sha256": meta["generator_sha256"],
-            "network": json.dumps({k: cfg[k] for k in NETWORK_FIELDS[1:]}),
+            "network": json.dumps({k: cfg[k] for k in NETWORK_FIELDS[1:] if k in cfg}),
             "kimg": str(round(meta["nimg"] / 1000, 1)), "n_styles": str(generator.n_latent),
             "input_size": str(generator.size), "style_dim": str(generator.style_dim)}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
