@@ -13,21 +13,12 @@ import gradio as gr
 from PIL import Image
 
 from core import faces, identity
-from core.inversion import PRESETS, InversionResult, invert, pivotal_tuning
+from core.inversion import CHOICES, ENCODER_METHODS, PRESETS, InversionResult, invert, pivotal_tuning
 from core.measures import score
 from demos.common import NO_FACE, AppContext, Page, gpu, progress_callback, user_errors, user_message
 from demos.state import Session
 
-METHODS: dict[str, dict[str, Any]] = {
-    "W": {"method": "w"},
-    "W+": {"method": "w+"},
-    "pSp": {"method": "psp"},
-    "e4e": {"method": "e4e"},
-    "PTI": {"method": "pti"},
-    "PTI + locality": {"method": "pti", "locality": True},
-    "PTI (e4e pivot)": {"method": "pti", "pivot": "e4e"},
-}
-ENCODERS = ("psp", "e4e")
+METHODS = CHOICES  # label -> invert() options
 TABLE_HEADERS = ["method", "PSNR dB ↑", "LPIPS ↓", "MS-SSIM ↑", f"same person (FaceNet > {identity.SAME_PERSON})",
                  "seconds"]
 MEASURE_KEYS = ("psnr", "lpips", "ms_ssim")
@@ -108,12 +99,12 @@ def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str,
     """Invert the aligned crop with one of `METHODS`; latent_steps are W/W+ steps or PTI's pivot steps, which
     override PTI's `preset` (the rest of its settings: precision, LPIPS backbone)."""
     options = dict(METHODS[label])
-    encoder = options["method"] if options["method"] in ENCODERS else options.get("pivot")
-    if encoder in ENCODERS:
+    encoder = options["method"] if options["method"] in ENCODER_METHODS else options.get("pivot")
+    if encoder in ENCODER_METHODS:
         options["encoder"] = ctx.encoder(encoder)
     if options["method"] == "pti":
         options |= {"preset": preset, "project_steps": int(latent_steps), "steps": int(tune_steps)}
-    elif options["method"] not in ENCODERS:
+    elif options["method"] not in ENCODER_METHODS:
         options["steps"] = int(latent_steps)
     started = time.perf_counter()
     result = invert(ctx.generator, crop, progress=progress_callback(progress, session, label), **options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -20,11 +21,41 @@ from core.inversion.pti import PIVOTS, PRESETS, encoder_pivot, locality_drift, m
 from core.inversion.result import InversionResult
 from core.nets.stylegan2 import Generator
 
-Method = Literal["w", "w+", "pti", "psp", "e4e", "style_transformer"]
-ENCODER_METHODS = ("psp", "e4e", "style_transformer")
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """An inversion method as users meet it; the CLI's choices and the app's buttons are read off `METHODS`."""
+
+    label: str
+    family: Literal["optimisation", "tuning", "encoder"]  # encoders need `encoder=` (the registry has one per model)
+    summary: str
+
+
+# The one table of inversion methods. A new one: an entry here and its branch in `invert`; the CLI (`python -m core
+# invert --method`), the app's Invert / Compare tabs and the benchmarks list it from here.
+METHODS: dict[str, MethodInfo] = {
+    "w": MethodInfo("W", "optimisation", "the StyleGAN2 projector in W (Karras et al. 2020)"),
+    "w+": MethodInfo("W+", "optimisation", "the projector in W+, one w per layer"),
+    "psp": MethodInfo("pSp", "encoder", "one pass of a pSp encoder (Richardson et al. 2021)"),
+    "e4e": MethodInfo("e4e", "encoder", "one pass of an e4e encoder: codes near W, edit well (Tov et al. 2021)"),
+    "style_transformer": MethodInfo("Style Transformer", "encoder",
+                                    "one pass of a Style Transformer encoder (Hu et al. 2022)"),
+    "pti": MethodInfo("PTI", "tuning", "pivotal tuning: a pivot code, then the generator tuned to the photo "
+                      "(Roich et al. 2022)"),
+}
+Method = str  # a key of METHODS
+ENCODER_METHODS = tuple(name for name, info in METHODS.items() if info.family == "encoder")
+# What the app offers: every method under its label, plus PTI settings worth a choice of their own.
+CHOICES: dict[str, dict[str, object]] = {info.label: {"method": name} for name, info in METHODS.items()} | {
+    "PTI + locality": {"method": "pti", "locality": True},
+    "PTI (e4e pivot)": {"method": "pti", "pivot": "e4e"},
+}
 __all__ = [
     "invert",
     "encode",
+    "METHODS",
+    "MethodInfo",
+    "CHOICES",
     "ENCODER_METHODS",
     "as_targets",
     "project",
@@ -96,7 +127,7 @@ def invert(
         if encoder is None:
             raise ValueError(f"method {method!r} needs encoder=... (e.g. core.registry.load_encoder('e4e-ffhq'))")
         return encode(G, encoder, targets, method=method)
-    raise ValueError(f"method must be one of 'w', 'w+', 'pti', {', '.join(map(repr, ENCODER_METHODS))}; not {method!r}")
+    raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; not {method!r}")
 
 
 def encode(

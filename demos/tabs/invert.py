@@ -7,6 +7,7 @@ from PIL import Image
 
 from demos.common import PROGRESS, AppContext, Page, user_errors, user_message
 from demos.inversion import (
+    METHODS,
     aligned_crop,
     job_buttons,
     photo_picker,
@@ -30,7 +31,7 @@ def build(ctx: AppContext, page: Page) -> None:
         with gr.Column(scale=3):
             photo, crop = photo_picker(ctx, "invert")
         with gr.Column(scale=1, min_width=260):
-            method = gr.Radio(["W", "W+", "pSp", "e4e", "PTI", "PTI (e4e pivot)"], value="PTI", label="Method",
+            method = gr.Radio([label for label in METHODS if label != "PTI + locality"], value="PTI", label="Method",
                               elem_id="invert-method")
             locality = gr.Checkbox(False, label="Locality regularisation (PTI)",
                                    info="keeps the tuned generator unchanged away from this face")
