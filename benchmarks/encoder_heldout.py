@@ -17,8 +17,9 @@ import torch
 
 from core.data import decode_shard
 from core.faces import from_uint8
+from core.inversion import ENCODER_METHODS
 from core.measures import lpips_distance
-from core.registry import load_encoder, load_generator
+from core.registry import encoder_for, load_encoder, load_generator
 
 
 def median_seconds(fn, images: torch.Tensor, repeats: int = 30) -> float:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     mean_face = G.synthesis(G.w_avg.view(1, 1, -1).expand(len(faces), G.n_latent, -1), noise_mode="const")
     print(f"{len(faces)} held-out faces; mean face LPIPS {lpips_distance(mean_face, faces).mean():.3f}")
     print("| encoder | LPIPS | layer spread | ms / face, batch 1 | ms / face, batch 16 |\n|---|---|---|---|---|")
-    for name in ("face128-psp", "face128-e4e"):
+    for name in map(encoder_for, ENCODER_METHODS):
         model = load_encoder(name, decoder=G)
         codes = model.encode(faces)
         lpips = lpips_distance(G.synthesis(codes, noise_mode="const"), faces).mean().item()

@@ -6,7 +6,8 @@
 
 Faces: `per_set` of each held-out set (CelebA eval, LFW, FFHQ, UTKFace children and elderly; nobody trained on
 them). Methods: W and W+ projection (`steps`, AlexNet LPIPS and lr 0.03 as the fast PTI preset's pivot), pSp, e4e
-(one pass), PTI (fast preset, W pivot) and PTI with the e4e code as its pivot (fast tuning, `pti-e4e`). Distortion
+and the Style Transformer (one pass), PTI (fast preset, W pivot) and PTI with the e4e code as its pivot (fast tuning,
+`pti-e4e`); on request the paper's PTI settings from either pivot (`pti-paper`, `pti-e4e-paper`). Distortion
 per face: `core.measures.score_each` (PSNR, LPIPS, MS-SSIM, FaceNet identity and same-person, dlib distance; the
 encoders were trained with a FaceNet identity loss, so dlib's distance is the identity measure they did not see) and
 CPU seconds. Editability: each method's code moved along the embedded InterFaceGAN directions (`EDITS`, +-
@@ -32,12 +33,13 @@ from benchmarks.common import machine
 from core.attributes import load_attribute_classifier
 from core.editing import apply, load_directions
 from core.faces import from_uint8, to_uint8
-from core.inversion import invert
+from core.inversion import ENCODER_METHODS, invert
 from core.measures import face_descriptors, frechet_distance, score_each
 from core.registry import encoder_for, load_encoder, load_generator
 from core.threads import use_threads
 
-METHODS = ("w", "w+", "psp", "e4e", "pti", "pti-e4e")
+METHODS = ("w", "w+", *ENCODER_METHODS, "pti", "pti-e4e")
+PAPER_TUNING = ("pti-paper", "pti-e4e-paper")  # slow on the CPU: the paper's settings, on request
 EDITS = ("Smiling", "Young", "Male", "Eyeglasses")
 FACES = Path(".carry/pti_curves/faces.npz")
 
@@ -47,12 +49,13 @@ def invert_with(method: str, G: torch.nn.Module, targets: torch.Tensor, encoders
     if method in ("w", "w+"):  # the projector with the fast PTI preset's pivot settings (VGG LPIPS: 2.3x slower)
         return invert(G, targets, method, steps=steps, lpips_net="alex", lr=0.03, autocast=torch.bfloat16,
                       channels_last=True)
-    if method in ("psp", "e4e"):
+    if method in ENCODER_METHODS:
         return invert(G, targets, method, encoder=encoders[method])
-    if method == "pti":
-        return invert(G, targets, "pti", preset="fast")
-    if method == "pti-e4e":
-        return invert(G, targets, "pti", preset="fast", pivot="e4e", encoder=encoders["e4e"])
+    preset = "paper" if method.endswith("-paper") else "fast"
+    if method.startswith("pti-e4e"):
+        return invert(G, targets, "pti", preset=preset, pivot="e4e", encoder=encoders["e4e"])
+    if method.startswith("pti"):
+        return invert(G, targets, "pti", preset=preset)
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -87,7 +90,7 @@ def found(descriptors: np.ndarray) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + PAPER_TUNING)
     parser.add_argument("--per-set", type=int, default=1, help="faces of each held-out set (at most 8)")
     parser.add_argument("--steps", type=int, default=300, help="W / W+ projection steps")
     parser.add_argument("--strength", type=float, default=3.0, help="edit strength along each unit direction")
@@ -101,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     sets = [str(s) for s in data["sets"]]
     picked = [i for i, s in enumerate(sets) if sets[:i].count(s) < args.per_set]
     G = load_generator("default")
-    encoders = {m: load_encoder(encoder_for(m), decoder=G) for m in ("psp", "e4e")
-                if m in args.methods or (m == "e4e" and "pti-e4e" in args.methods)}
+    encoders = {m: load_encoder(encoder_for(m), decoder=G) for m in ENCODER_METHODS
+                if m in args.methods or (m == "e4e" and any(n.startswith("pti-e4e") for n in args.methods))}
     classifier = load_attribute_classifier()
     directions = {d.name: d for d in load_directions()}
     targets = from_uint8(torch.from_numpy(data["images"]))

@@ -32,26 +32,52 @@ def _finite(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+class PhotoError(Exception):
+    """A photo that cannot be used: unreadable, no face, or a face too small (the message says which)."""
+
+
+def aligned_photo(photo: Path, size: int, aligned: bool = False):
+    """The FFHQ-aligned crop (PIL) of a photo's largest face at `size`, or the photo resized when it is `aligned`
+    already; warns on stderr when the face is small, raises PhotoError when it cannot be used."""
+    from PIL import Image
+
+    from core.faces import FaceTooSmall, ImageError, NoFaceFound, align_face, load_image
+
+    try:
+        image = load_image(photo)
+        if aligned:
+            return image.resize((size, size), Image.LANCZOS)
+        face = align_face(image, size=size)
+    except (NoFaceFound, FaceTooSmall, ImageError, FileNotFoundError) as err:
+        raise PhotoError(str(err)) from err
+    if warning := face.size_warning():
+        print(f"{photo}: warning: {warning}", file=sys.stderr)
+    return face.image
+
+
 # ----------------------------------------------------------------------------------------------------
 # invert
 
 
 def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
+    from core.inversion import ENCODER_METHODS, METHODS
+
     parser = subparsers.add_parser(
-        "invert", help="align face photos and invert them (W, W+, PTI, pSp, e4e)",
+        "invert", help=f"align face photos and invert them ({', '.join(m.label for m in METHODS.values())})",
         description="For every photo: FFHQ-align the largest face, invert it, and write <out>/<photo>/ "
         "aligned.png, reconstruction.png, metrics.json and result.safetensors (an InversionResult).",
     )
     parser.add_argument("photos", nargs="+", help="photo files and/or folders of photos")
-    parser.add_argument("--method", choices=["w", "w+", "pti", "psp", "e4e"], default="pti",
-                        help="w / w+: optimisation; pti: pivotal tuning; psp / e4e: one pass of an encoder")
-    parser.add_argument("--encoder", help="psp / e4e: registry name or file (default: the one made for --model)")
+    parser.add_argument("--method", choices=list(METHODS), default="pti",
+                        help="; ".join(f"{name}: {info.summary}" for name, info in METHODS.items()))
+    parser.add_argument("--encoder", help=f"{' / '.join(ENCODER_METHODS)}: registry name or file (default: the one "
+                        "made for --model)")
     parser.add_argument("--preset", choices=["paper", "fast"], default="fast",
                         help="PTI settings: fast (~1 min on 2 CPU cores) or the paper's (450 + 350 steps); both "
                         "give back the person on held-out faces (benchmarks/README.md, PTI quality)")
     parser.add_argument("--locality", action="store_true", help="PTI locality regularisation")
     parser.add_argument("--pivot", default="w", help="PTI pivot: w, w+, mean, random, joint-mean, joint-random, A-F, "
-                        "or an encoder's code: e4e, psp")
+                        f"or an encoder's code: {', '.join(ENCODER_METHODS)}")
     parser.add_argument("--steps", type=int, help="steps of the main phase: projection (w, w+) or tuning (pti)")
     parser.add_argument("--pivot-steps", type=int, help="PTI: projection steps for a w / w+ pivot (default: the "
                         "preset's, 450 for paper)")
@@ -66,10 +92,9 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_invert(args: argparse.Namespace) -> int:
-    from PIL import Image
     from tqdm.auto import tqdm
 
-    from core.faces import FaceTooSmall, ImageError, NoFaceFound, align_face, load_image, pil_to_tensor, tensor_to_pil
+    from core.faces import pil_to_tensor, tensor_to_pil
     from core.inversion import ENCODER_METHODS, invert
     from core.measures import score_each
     from core.registry import encoder_for, load_encoder, load_generator
@@ -104,15 +129,8 @@ def run_invert(args: argparse.Namespace) -> int:
     skipped, used_names = [], set()
     for photo in photos:
         try:
-            image = load_image(photo)
-            if args.aligned:
-                crop = image.resize((G.size, G.size), Image.LANCZOS)
-            else:
-                face = align_face(image, size=G.size)
-                crop, warning = face.image, face.size_warning()
-                if warning:
-                    print(f"{photo}: warning: {warning}", file=sys.stderr)
-        except (NoFaceFound, FaceTooSmall, ImageError, FileNotFoundError) as err:
+            crop = aligned_photo(photo, G.size, args.aligned)
+        except PhotoError as err:
             print(f"{photo}: skipped: {err}", file=sys.stderr)
             skipped.append(str(photo))
             continue
@@ -145,6 +163,67 @@ def run_invert(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------
+# edit
+
+
+def add_edit_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "edit", help="reference-based editing: give a photo one attribute of a reference photo (Style Transformer)",
+        description="Align both photos, encode them with the Style Transformer, move the photo's code towards the "
+        "reference's ATTRIBUTE with the edit transformer, and write <out>/ source.png, reference.png, edited.png "
+        "(each rendered by the generator), strip.png (the three side by side) and metrics.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("photo", type=Path, help="the face to edit")
+    parser.add_argument("--reference", type=Path, required=True, help="a face that has (or lacks) the attribute")
+    parser.add_argument("--attribute", default="Smiling", help="CelebA attribute to take from the reference "
+                        "(the editor's list is printed when another is asked for)")
+    parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
+    parser.add_argument("--encoder", help="Style Transformer: registry name or file (default: the one for --model)")
+    parser.add_argument("--editor", default="face128-reference-edit", help="reference editor: registry name or file")
+    parser.add_argument("--aligned", action="store_true", help="photos are aligned crops already: only resize")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(run=run_edit)
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from core.checkpoints import CheckpointError
+    from core.faces import to_uint8
+    from core.reference_edit import edit_by_reference, load_reference_editor
+    from core.registry import encoder_for, load_encoder, load_generator
+    from core.threads import use_threads
+
+    use_threads(args.threads)
+    try:
+        G = load_generator(args.model)
+        encoder = args.encoder or encoder_for("style_transformer", args.model)
+        model = load_encoder(encoder, generator=args.model, decoder=G)
+        editor = load_reference_editor(args.editor, encoder=encoder)
+        editor.index(args.attribute)
+        crops = [aligned_photo(photo, G.size, args.aligned) for photo in (args.photo, args.reference)]
+    except (PhotoError, CheckpointError, KeyError, FileNotFoundError, ValueError) as err:
+        print(f"cannot edit: {err}", file=sys.stderr)
+        return 2
+    result = edit_by_reference(model, editor, *crops, args.attribute)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pictures = {name: to_uint8(image)[0].numpy() for name, image in result.images.items()}
+    for name, picture in pictures.items():
+        Image.fromarray(picture).save(args.out / f"{name}.png")
+    Image.fromarray(np.concatenate(list(pictures.values()), 1)).save(args.out / "strip.png")
+    report = {"photo": str(args.photo), "reference": str(args.reference), "attribute": args.attribute,
+              "encoder": str(encoder), "editor": args.editor, "measures": result.measures}
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
+    m = result.measures
+    print(f"{args.attribute}: {m['source_probability']:.2f} (photo) -> {m['edited_probability']:.2f} (edited), "
+          f"reference {m['reference_probability']:.2f}; other attributes moved {m['others_logit_change']:.2f} logits; "
+          f"identity {m['identity']:.2f} -> {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
 # train, data: the training room's and the data preparation's own parsers, under one CLI
 
 
@@ -166,8 +245,9 @@ def add_delegated_command(name: str, module: str, summary: str) -> Callable[[arg
 
 COMMANDS = [
     add_invert_command,
-    add_delegated_command("train", "core.train", "train models: stylegan2, encoder (pSp / e4e), attributes, "
-                          "directions; export, export-encoder, samples"),
+    add_edit_command,
+    add_delegated_command("train", "core.train", "train models: stylegan2, encoder (pSp / e4e / Style "
+                          "Transformer), reference-edit, attributes, directions; export, export-encoder, samples"),
     add_delegated_command("data", "core.data", "prepare face photos into training shards (prepare, recompress)"),
 ]
 

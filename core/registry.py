@@ -87,17 +87,29 @@ register(
         extra={"generators": ("default", "face128"), "n_latent": 12, "style_dim": 512},
     )
 )
-for _arch, _paper in (("psp", "pSp (Richardson et al. 2021)"), ("e4e", "e4e (Tov et al. 2021)")):
+for _arch, _paper in (("psp", "pSp (Richardson et al. 2021)"), ("e4e", "e4e (Tov et al. 2021)"),
+                      ("style_transformer", "Style Transformer (Hu et al. 2022)")):
     register(
         Entry(
-            name=f"face128-{_arch}",
+            name=f"face128-{_arch.replace('_', '-')}",
             kind=_arch,
-            path=f"models/face128/{_arch}.safetensors",
+            path=f"models/face128/{_arch.replace('_', '-')}.safetensors",
             description=f"{_paper} encoder for the embedded face model, trained here (models/face128/ENCODERS.md)",
             licence="non-commercial research only (CelebA)",
             extra={"generators": ("default", "face128")},
         )
     )
+register(
+    Entry(
+        name="face128-reference-edit",
+        kind="reference_edit",
+        path="models/face128/reference-edit.safetensors",
+        description="Style Transformer reference-based editing for the embedded face model: latent attribute "
+        "classifier + edit transformer, trained here (models/face128/REFERENCE_EDIT.md)",
+        licence="non-commercial research only (CelebA)",
+        extra={"generators": ("default", "face128"), "encoder": "face128-style-transformer"},
+    )
+)
 register(
     Entry(
         name="ffhq-1024-rosinality",
@@ -312,14 +324,18 @@ def load_style_transfer(name_or_path: str | os.PathLike, device: str | torch.dev
     return load_dualstylegan(resolve_kind(name_or_path, ("dualstylegan",))).to(device)
 
 
-def encoder_for(method: str, generator: str | os.PathLike = "default") -> str:
-    """The registry name of the `method` encoder ('psp', 'e4e', ...) made for `generator` (a registry name)."""
-    for entry in available(method):
+def made_for(kind: str, generator: str | os.PathLike = "default") -> str:
+    """The registry name of the `kind` model ('psp', 'e4e', 'style_transformer', 'reference_edit', ...) made for
+    `generator` (a registry name)."""
+    for entry in available(kind):
         if str(generator) in entry.extra.get("generators", ()):
             return entry.name
-    names = ", ".join(e.name for e in available(method)) or "none"
-    raise KeyError(f"no {method} encoder is registered for the generator {str(generator)!r} (registered: {names}); "
+    names = ", ".join(e.name for e in available(kind)) or "none"
+    raise KeyError(f"no {kind} model is registered for the generator {str(generator)!r} (registered: {names}); "
                    "pass one by name or file")
+
+
+encoder_for = made_for  # the encoder of an inversion method ('psp', 'e4e', 'style_transformer') for a generator
 
 
 def available(kind: str | None = None) -> list[Entry]:

@@ -18,6 +18,8 @@ from core.training.attributes import accuracy_markdown, train_attribute_classifi
 from core.training.directions import ATTRIBUTES, CONDITIONAL, measure_table, train_directions
 from core.training.encoder import EncoderConfig, export_encoder
 from core.training.encoder import train as train_encoder
+from core.training.reference_edit import ReferenceEditConfig
+from core.training.reference_edit import train as train_reference_edit
 from core.training.scaffold import add_config_options
 from core.training.stylegan2 import TrainConfig, export_generator, save_grid, train
 
@@ -40,7 +42,7 @@ HELP = {
 
 
 ENCODER_HELP = {
-    "arch": "psp or e4e",
+    "arch": "psp, e4e or style_transformer",
     "generator": "registry name or generator file the encoder inverts (kept frozen)",
     "data": "folder of train-*.npz shards (real faces) and optionally heldout-*.npz (sample grid, held-out loss)",
     "out": "output folder: log.jsonl, samples-*.png, compact/ (float16, resumable)",
@@ -50,6 +52,14 @@ ENCODER_HELP = {
     "latent": "weight of the W+ loss on synthetic samples",
     "minutes": HELP["minutes"],
     "kimg": HELP["kimg"],
+}
+REFERENCE_EDIT_HELP = {
+    "encoder": "Style Transformer encoder (registry name or file) whose W+ codes are classified and edited",
+    "data": "prepared shards: train-*.npz are encoded and trained on, heldout-*.npz give the accuracy table",
+    "labels": "CelebA attributes.csv (file, identity, split, 40 x ±1)",
+    "synthetic": "generator samples added, labelled by the image attribute classifier",
+    "cache": "folder where the encoded codes are kept (a rerun skips the encoding)",
+    "attributes": "attributes the edit transformer learns to take from a reference",
 }
 
 
@@ -76,12 +86,16 @@ def parser() -> argparse.ArgumentParser:
     attributes.add_argument("--out", default="models/face128/attributes.safetensors")
     attributes.add_argument("--cache", help="folder to keep the backbone features in (a rerun then takes seconds)")
     attributes.add_argument("--steps", type=int, default=150, help="L-BFGS iterations per fit")
-    encoder = commands.add_parser("encoder", help="train a pSp or e4e encoder for a frozen generator",
+    encoder = commands.add_parser("encoder", help="train a pSp, e4e or Style Transformer encoder for a generator",
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_options(encoder, EncoderConfig, ENCODER_HELP)
     export_enc = commands.add_parser("export-encoder", help="write a compact encoder checkpoint as the shipped file")
     export_enc.add_argument("compact", help="a compact/ folder (encoder-*.safetensors + meta.json)")
     export_enc.add_argument("path", help="output .safetensors (float16, loads with core.registry.load_encoder)")
+    reference = commands.add_parser("reference-edit", help="train the Style Transformer's latent attribute classifier "
+                                    "and edit transformer (reference-based editing) on encoded faces",
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(reference, ReferenceEditConfig, REFERENCE_EDIT_HELP)
     directions = commands.add_parser("directions", help="fit InterFaceGAN directions for a generator",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     directions.add_argument("--out", default="models/face128/directions.safetensors")
@@ -123,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
             print(measure_table(metadata["measured"]))
     elif command == "encoder":
         train_encoder(EncoderConfig(**args))
+    elif command == "reference-edit":
+        print(train_reference_edit(ReferenceEditConfig(**args)))
     elif command == "export-encoder":
         print(export_encoder(args["compact"], args["path"]))
     else:

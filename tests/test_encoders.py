@@ -1,5 +1,5 @@
-"""The pSp / e4e encoders trained here: the shipped pair on held-out faces, the trainer on a tiny generator, and every
-place a user reaches them (registry, `invert`, PTI's encoder pivot, the CLI)."""
+"""The pSp / e4e / Style Transformer encoders trained here: the shipped ones on held-out faces, the trainer on a
+tiny generator, and every place a user reaches them (registry, `invert`, PTI's encoder pivot, the CLI)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from core.__main__ import main
 from core.checkpoints import CheckpointError, save_generator
 from core.encoders_io import read_encoder_file
 from core.faces import align_face, pil_to_tensor
-from core.inversion import invert
+from core.inversion import ENCODER_METHODS, invert
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
 from core.registry import encoder_for, load_encoder, resolve, sha256_of
@@ -28,7 +28,7 @@ def held_out() -> torch.Tensor:
     return torch.stack([pil_to_tensor(align_face(p, size=128).image)[0] for p in photos])
 
 
-@pytest.mark.parametrize("method", ["psp", "e4e"])
+@pytest.mark.parametrize("method", ENCODER_METHODS)
 def test_shipped_encoder_reconstructs_held_out_faces_far_better_than_the_mean_face(method, held_out):
     model = load_encoder(encoder_for(method))
     G = model.decoder
@@ -51,11 +51,11 @@ def test_e4e_codes_stay_closer_to_w_than_psp_codes(held_out):
     assert spread["e4e"] < 0.9 * spread["psp"], spread
 
 
-@pytest.mark.parametrize("method", ["psp", "e4e"])
+@pytest.mark.parametrize("method", ENCODER_METHODS)
 def test_shipped_encoders_belong_to_the_shipped_generator(method):
-    _, _, meta = read_encoder_file(resolve(f"face128-{method}"))
+    _, _, meta = read_encoder_file(resolve(encoder_for(method)))
     assert meta["generator_sha256"] == sha256_of(resolve("default")), (
-        f"face128-{method} was trained for another generator: retrain it (models/face128/ENCODERS.md)")
+        f"{encoder_for(method)} was trained for another generator: retrain it (models/face128/ENCODERS.md)")
 
 
 def tiny_generator(seed: int = 0) -> Generator:
@@ -71,11 +71,11 @@ def test_an_encoder_for_another_generator_is_refused_with_retrain(tmp_path):
         load_encoder("face128-e4e", generator=tmp_path / "other.safetensors")
 
 
-@pytest.mark.parametrize("arch", ["psp", "e4e"])
+@pytest.mark.parametrize("arch", ENCODER_METHODS)
 def test_trainer_trains_resumes_and_exports_a_loadable_encoder(arch, tmp_path):
     generator = save_generator(tiny_generator(), tmp_path / "G.safetensors")
     common = dict(arch=arch, generator=str(generator), synthetic=1.0, identity=0.0, batch=2, device="cpu",
-                  widths="16,16,16,16", units="1,1,1,1", head_width=8, log_kimg=0.002, sample_minutes=0,
+                  widths="16,16,16,16", units="1,1,1,1", head_width=8, ff_dim=16, log_kimg=0.002, sample_minutes=0,
                   progressive_start_kimg=0.002, progressive_every_kimg=0.002)
     first = train(EncoderConfig(out=str(tmp_path / "run"), kimg=0.004, **common))
     before = {k: v.clone() for k, v in first.encoder.state_dict().items()}
@@ -111,12 +111,13 @@ def test_pti_with_an_e4e_pivot_starts_from_the_encoder_code(held_out):
         invert(model.decoder, held_out[:1], "pti", pivot="e4e")
 
 
-def test_cli_inverts_with_an_encoder(tmp_path):
+@pytest.mark.parametrize("method", ["e4e", "style_transformer"])
+def test_cli_inverts_with_an_encoder(method, tmp_path):
     photo = sorted(shared("data/faces/celeba/eval").iterdir())[0]
     shutil.copy(photo, tmp_path / "face.jpg")
-    assert main(["invert", str(tmp_path / "face.jpg"), "--method", "e4e", "--out", str(tmp_path / "out")]) == 0
+    assert main(["invert", str(tmp_path / "face.jpg"), "--method", method, "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "face" / "metrics.json").read_text())
-    assert report["method"] == "e4e" and 0 < report["metrics"]["lpips"] < 0.6 and report["timings"]["total"] < 5
+    assert report["method"] == method and 0 < report["metrics"]["lpips"] < 0.6 and report["timings"]["total"] < 5
 
 
 def test_one_cli_lists_every_command(capsys):

@@ -160,15 +160,9 @@ class EncoderTrainer:
 
     @torch.no_grad()
     def synthetic_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n generator images with their true W+: truncation psi ~ U[psi_min, 1], style mixing with `mixing`."""
-        g, cfg = self.G, self.cfg
-        psi = torch.empty(n, 1, 1, device=self.device).uniform_(cfg.psi_min, 1.0)
-        w = g.mapping(torch.randn(2 * n, g.style_dim, device=self.device)).view(2, n, 1, -1)
-        w = self.latent_avg + psi * (w - self.latent_avg)
-        cutoff = torch.randint(1, g.n_latent, (n, 1, 1), device=self.device)
-        cutoff = torch.where(torch.rand(n, 1, 1, device=self.device) < cfg.mixing, cutoff, g.n_latent)
-        layer = torch.arange(g.n_latent, device=self.device).view(1, -1, 1)
-        ws = torch.where(layer < cutoff, w[0], w[1])
+        """n generator images with their true W+ (`sample_wplus`)."""
+        g = self.G
+        ws = sample_wplus(g, n, self.cfg.psi_min, self.cfg.mixing)
         with self._autocast():
             images = g.synthesis(ws, noise_mode="const").float().clamp(-1, 1)
         return images, ws
@@ -298,6 +292,20 @@ class EncoderTrainer:
         torch.manual_seed(self.cfg.seed + self.rank + self.nimg)
         if self.data is not None:
             self.data.generator.manual_seed(self.cfg.seed + self.rank + self.nimg)
+
+
+@torch.no_grad()
+def sample_wplus(G: Generator, n: int, psi_min: float = 0.5, mixing: float = 0.5) -> torch.Tensor:
+    """n W+ codes [n, n_latent, D] of G's own distribution: truncation psi ~ U[psi_min, 1] towards `w_avg`, two
+    latents mixed at a random layer with probability `mixing` (codes beyond W, as real photos need)."""
+    device, w_avg = G.w_avg.device, G.w_avg.view(1, 1, -1)
+    psi = torch.empty(n, 1, 1, device=device).uniform_(psi_min, 1.0)
+    w = G.mapping(torch.randn(2 * n, G.style_dim, device=device)).view(2, n, 1, -1)
+    w = w_avg + psi * (w - w_avg)
+    cutoff = torch.randint(1, G.n_latent, (n, 1, 1), device=device)
+    cutoff = torch.where(torch.rand(n, 1, 1, device=device) < mixing, cutoff, G.n_latent)
+    layer = torch.arange(G.n_latent, device=device).view(1, -1, 1)
+    return torch.where(layer < cutoff, w[0], w[1])
 
 
 def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
