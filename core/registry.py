@@ -12,6 +12,7 @@ pinned in the cache's `hashes.json` (trust on first use) and every later copy mu
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+INSTALLED_MODELS = "stylegan_playground_models"  # `pip install .` ships the repo's models/ as this package's data
 
 
 @dataclass(frozen=True)
@@ -260,16 +262,26 @@ def download(entry: Entry) -> Path:
     return target
 
 
+def embedded_path(name: str, relative: str) -> Path:
+    """An embedded model's file: in the source tree, or where `pip install .` put the repo's models/."""
+    path = REPO_ROOT / relative
+    if not path.is_file() and relative.startswith("models/"):
+        spec = importlib.util.find_spec(INSTALLED_MODELS)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            if (Path(folder) / relative.removeprefix("models/")).is_file():
+                return Path(folder) / relative.removeprefix("models/")
+    if not path.is_file():
+        raise FileNotFoundError(f"embedded model {name!r} is missing from the repo: {path}")
+    return path
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """A registry name or a file path -> a verified local file."""
     name = str(name_or_path)
     if name in REGISTRY:
         entry = REGISTRY[name]
         if entry.embedded:
-            path = REPO_ROOT / entry.path
-            if not path.is_file():
-                raise FileNotFoundError(f"embedded model {name!r} is missing from the repo: {path}")
-            return path
+            return embedded_path(name, entry.path)
         cached = cache_dir() / entry.filename
         if cached.is_file():
             expected = _expected_hash(entry)
