@@ -66,6 +66,7 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
         "invert", help=f"align face photos and invert them ({', '.join(m.label for m in METHODS.values())})",
         description="For every photo: FFHQ-align the largest face, invert it, and write <out>/<photo>/ "
         "aligned.png, reconstruction.png, metrics.json and result.safetensors (an InversionResult).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("photos", nargs="+", help="photo files and/or folders of photos")
     parser.add_argument("--method", choices=list(METHODS), default="pti",
@@ -253,7 +254,8 @@ COMMANDS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0],
+                                     epilog="`python -m core COMMAND --help` shows a command's options and defaults.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add_command in COMMANDS:
         add_command(subparsers)

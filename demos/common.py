@@ -20,7 +20,8 @@ from core import faces
 from core.checkpoints import CheckpointError
 from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
-from core.registry import encoder_for, load_encoder
+from core.reference_edit import ReferenceEditor, load_reference_editor
+from core.registry import encoder_for, load_encoder, made_for
 from demos.state import Cancelled, ResultCache, Session
 
 log = logging.getLogger("demos.app")
@@ -55,6 +56,7 @@ class AppContext:
     heavy_limit: int = 1  # how many heavy jobs may run at once
     running: dict[str, Session] = field(default_factory=dict)  # browser session hash -> its session, while a job runs
     encoders: dict[str, EncoderModel] = field(default_factory=dict)  # 'psp' / 'e4e' -> loaded on first use
+    editor: ReferenceEditor | None = None  # the reference editor, loaded on first use
 
     def encoder(self, method: str) -> EncoderModel:
         """The `method` encoder ('psp', 'e4e') made for this app's generator, loaded once."""
@@ -67,6 +69,17 @@ class AppContext:
             self.encoders[method] = load_encoder(name, self.device, generator=self.model_name,
                                                  decoder=self.generator)
         return self.encoders[method]
+
+    def reference_editor(self) -> ReferenceEditor:
+        """The Style Transformer's reference editor made for this app's generator, loaded once."""
+        if self.editor is None:
+            try:
+                encoder = encoder_for("style_transformer", self.model_name)
+                self.editor = load_reference_editor(made_for("reference_edit", self.model_name), encoder=encoder)
+            except (KeyError, FileNotFoundError, CheckpointError):
+                raise user_message(f"No reference editor is available for the model {self.model_name!r}.",
+                                   "No reference editor") from None
+        return self.editor
 
     @contextmanager
     def job(self, session: Session, request: gr.Request) -> Iterator[None]:

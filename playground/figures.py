@@ -45,6 +45,28 @@ def image_grid(
     return fig
 
 
+def attention_grid(face: torch.Tensor, maps: Sequence[torch.Tensor], styles: Sequence[int],
+                   level_names: Sequence[str] = ("coarse", "medium", "fine"), size: float = 1.6) -> Figure:
+    """Where style queries look: one row per pyramid level, one column per style index; each cell the face with
+    that query's attention map ([n_styles, h, w] per level, e.g. `StyleTransformerEncoder.attention_maps`) over it."""
+    fig, axes = plt.subplots(len(maps), len(styles), figsize=(size * len(styles), size * len(maps)), squeeze=False)
+    picture = to_array(face)
+    for r, level in enumerate(maps):
+        for c, style in enumerate(styles):
+            ax = axes[r][c]
+            ax.set_xticks([]), ax.set_yticks([])
+            heat = torch.nn.functional.interpolate(level[style][None, None].float(), size=picture.shape[:2],
+                                                   mode="bilinear")[0, 0]
+            ax.imshow(picture)
+            ax.imshow(heat.numpy(), cmap="inferno", alpha=0.6)
+            if r == 0:
+                ax.set_title(f"style {style}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(level_names[r], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def curves(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
     title: str | None = None, log: bool = False,

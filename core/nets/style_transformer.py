@@ -65,20 +65,54 @@ class StyleTransformerEncoder(PyramidBackbone):
         q = q.transpose(0, 1)
         return self.style_out(q) if projected else q
 
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor, query: torch.Tensor) -> list[torch.Tensor]:
+        """Where each style query looks: per pyramid level (coarse, medium, fine), the cross-attention weights
+        [B, n_styles, H, W] (averaged over heads) of that level's layer, as in its forward pass (eval mode)."""
+        layers = (self.transformerlayer_coarse, self.transformerlayer_medium, self.transformerlayer_fine)
+        q = (self.query_in(query) if hasattr(self, "query_in") else query).transpose(0, 1)
+        maps = []
+        for layer, level in zip(layers, self.pyramid(x), strict=True):
+            memory = level.flatten(2).permute(2, 0, 1)
+            attended = layer.norm1(q + layer.self_attn(q, q, q, need_weights=False)[0])
+            weights = layer.multihead_attn(attended, memory, memory, need_weights=True)[1]  # [B, n_styles, H*W]
+            maps.append(weights.view(*weights.shape[:2], *level.shape[-2:]))
+            q = layer(q, memory)
+        return maps
+
 
 # ----------------------------------------------------------------------------------------------------
 # Reference-based editing
 
 
 class EditTransformer(nn.Module):
-    """Source W+ [B, n, D] attends to reference W+ [B, n, D] -> edited W+ [B, n, D] (official key layout)."""
+    """Source W+ [B, n, D] attends to reference W+ [B, n, D] -> edited W+ [B, n, D] (official key layout).
 
-    def __init__(self, style_dim: int = 512, n_heads: int = 4, ff_dim: int = 1024, dropout: float = 0.1):
+    With `n_attributes` (the project's own, one model for every attribute): a learned query per attribute is added
+    to the source's, and the layer's output goes through a zero-initialised linear map into an offset of the
+    source code, so an untrained model is the identity edit and one file serves all attributes.
+    """
+
+    def __init__(self, style_dim: int = 512, n_heads: int = 4, ff_dim: int = 1024, dropout: float = 0.1,
+                 n_attributes: int = 0):
         super().__init__()
         self.transformerlayer = decoder_layer(style_dim, n_heads, ff_dim, dropout)
+        if n_attributes:
+            self.attribute_query = nn.Embedding(n_attributes, style_dim)
+            self.offset = nn.Linear(style_dim, style_dim)
+            nn.init.zeros_(self.offset.weight)
+            nn.init.zeros_(self.offset.bias)
 
-    def forward(self, source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        return self.transformerlayer(source.transpose(0, 1), reference.transpose(0, 1)).transpose(0, 1)
+    def forward(self, source: torch.Tensor, reference: torch.Tensor, attribute: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """`attribute` [B] (indices), needed by (and only by) a model built with `n_attributes`."""
+        if not hasattr(self, "offset"):
+            return self.transformerlayer(source.transpose(0, 1), reference.transpose(0, 1)).transpose(0, 1)
+        if attribute is None:
+            raise ValueError("this edit transformer edits one attribute at a time: pass attribute=")
+        query = source + self.attribute_query(attribute).unsqueeze(1)
+        out = self.transformerlayer(query.transpose(0, 1), reference.transpose(0, 1)).transpose(0, 1)
+        return source + self.offset(out)
 
 
 class LatentAttributeClassifier(nn.Module):

@@ -1,0 +1,142 @@
+"""Reference-based editing (Style Transformer) against InterFaceGAN direction edits of the same attribute, on held-out
+pairs (the numbers of models/face128/REFERENCE_EDIT.md).
+
+    python -m benchmarks.reference_edit --json benchmarks/reference_edit.json --grid benchmarks/reference_edit.png
+
+Faces: CelebA eval and LFW photos (nobody trained on them), aligned and encoded by `face128-style-transformer`. For
+each attribute, sources the image attribute classifier scores below 0.5 on their reconstruction are paired with
+references above 0.5, and the other way round. Per edit: *transfer* (the edit's probability crossed 0.5 towards
+the reference's), the target logit change towards the reference, the mean |logit change| of the 39 other
+attributes, and identity (FaceNet similarity and dlib distance to the source's reconstruction). The InterFaceGAN
+edit of each source moves along the embedded direction towards the reference's side with the strength (from
+`STRENGTHS`) whose mean target change is closest to the reference edit's: matched strength, then the same measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import machine
+from core import identity
+from core.attributes import load_attribute_classifier
+from core.editing import apply, load_directions
+from core.faces import NoFaceFound, align_face, pil_to_tensor, to_uint8
+from core.measures import face_descriptors
+from core.reference_edit import load_reference_editor
+from core.registry import encoder_for, load_encoder
+from core.threads import use_threads
+
+ATTRIBUTES = ("Smiling", "Eyeglasses", "Black_Hair", "Blond_Hair", "Young", "Male")
+STRENGTHS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+
+
+def held_out_faces(per_set: int) -> tuple[torch.Tensor, list[str]]:
+    photos = sorted((SHARED / "celeba" / "eval").iterdir())[::5][:per_set]
+    photos += sorted((SHARED / "lfw").iterdir())[::3][:per_set]
+    faces, names = [], []
+    for photo in photos:
+        try:
+            faces.append(pil_to_tensor(align_face(photo, size=128).image))
+            names.append(f"{photo.parent.name}/{photo.name}")
+        except NoFaceFound:
+            continue
+    return torch.cat(faces), names
+
+
+def measures(classifier, index: int, toward: torch.Tensor, source_images, edited_images) -> dict[str, np.ndarray]:
+    """Per edit: transfer, target change towards the reference's side, others' |change|, FaceNet, dlib distance."""
+    before, after = classifier.logits(source_images), classifier.logits(edited_images)
+    change = after - before
+    others = [i for i in range(change.shape[1]) if i != index]
+    dlib = np.linalg.norm(face_descriptors(edited_images) - face_descriptors(source_images), axis=1)
+    return {"transfer": ((after[:, index] > 0) == (toward > 0)).float().numpy(),
+            "target_change": (change[:, index] * toward).numpy(),
+            "others_change": change[:, others].abs().mean(1).numpy(),
+            "facenet": identity.similarity(identity.embed(edited_images), identity.embed(source_images)).numpy(),
+            "dlib_distance": dlib}
+
+
+def mean(values: dict[str, np.ndarray]) -> dict[str, float]:
+    return {k: float(np.nanmean(v)) for k, v in values.items()}
+
+
+@torch.no_grad()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--per-set", type=int, default=60, help="photos of CelebA eval and of LFW")
+    parser.add_argument("--pairs", type=int, default=24, help="(source, reference) pairs per attribute")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--grid", type=Path, help="per attribute: source | reference | reference edit | InterFaceGAN")
+    args = parser.parse_args(argv)
+    use_threads(args.threads)
+    random.seed(0)
+    model = load_encoder(encoder_for("style_transformer"))
+    G = model.decoder
+    editor = load_reference_editor(encoder=encoder_for("style_transformer"))
+    classifier = load_attribute_classifier()
+    directions = {d.name: d for d in load_directions()}
+    faces, names = held_out_faces(args.per_set)
+    codes = torch.cat([model.encode(chunk) for chunk in faces.split(32)])
+    images = torch.cat([G.synthesis(chunk, noise_mode="const").clamp(-1, 1) for chunk in codes.split(32)])
+    logits = classifier.logits(images)
+    table, grid = {}, []
+    for attribute in ATTRIBUTES:
+        index = classifier.index(attribute)
+        lacks, has = (logits[:, index] < 0).nonzero().squeeze(1).tolist(), (logits[:, index] > 0).nonzero().squeeze(
+            1).tolist()
+        if not lacks or not has:
+            continue
+        pairs = [(random.choice(lacks), random.choice(has)) if i % 2 == 0 else (random.choice(has),
+                 random.choice(lacks)) for i in range(args.pairs)]
+        source, reference = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+        toward = torch.where(logits[reference, index] > 0, 1.0, -1.0)
+        edited = editor.edit(codes[source], codes[reference], attribute)
+        edited_images = G.synthesis(edited, noise_mode="const").clamp(-1, 1)
+        ours = measures(classifier, index, toward, images[source], edited_images)
+        sweep = {}
+        for strength in STRENGTHS:
+            moved = apply(codes[source], directions[attribute], 1.0, G.n_latent)
+            moved = codes[source] + strength * toward.view(-1, 1, 1) * (moved - codes[source])
+            sweep[strength] = (moved, measures(classifier, index, toward, images[source],
+                                               G.synthesis(moved, noise_mode="const").clamp(-1, 1)))
+        matched = min(STRENGTHS, key=lambda s: abs(sweep[s][1]["target_change"].mean() - ours["target_change"].mean()))
+        table[attribute] = {"pairs": len(pairs), "reference_edit": mean(ours),
+                            "interfacegan": {"strength": matched, **mean(sweep[matched][1])}}
+        print(attribute, json.dumps(table[attribute]), flush=True)
+        first = 0
+        matched_image = G.synthesis(sweep[matched][0][:1], noise_mode="const").clamp(-1, 1)
+        grid.append(torch.cat([images[source[first]:source[first] + 1], images[reference[first]:reference[first] + 1],
+                               edited_images[:1], matched_image]))
+    print(markdown(table, len(names)))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "faces": names, "table": table}, indent=1) + "\n")
+    if args.grid:
+        from PIL import Image
+
+        rows = [np.concatenate(list(to_uint8(row).numpy()), 1) for row in grid]
+        Image.fromarray(np.concatenate(rows, 0)).save(args.grid)
+
+
+def markdown(table: dict, faces: int) -> str:
+    lines = [f"Reference edits vs InterFaceGAN at matched strength ({faces} held-out faces, CelebA eval + LFW)", "",
+             "| attribute | method | transfer ↑ | target logit change | others' |change| ↓ | FaceNet ↑ | dlib ↓ |",
+             "|---|---|---|---|---|---|---|"]
+    for attribute, row in table.items():
+        for method, label in (("reference_edit", "reference edit"), ("interfacegan", "InterFaceGAN")):
+            m = row[method]
+            name = label + (f" (strength {m['strength']:g})" if method == "interfacegan" else "")
+            lines.append(f"| {attribute} | {name} | {m['transfer']:.0%} | {m['target_change']:.2f} | "
+                         f"{m['others_change']:.2f} | {m['facenet']:.3f} | {m['dlib_distance']:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
