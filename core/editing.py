@@ -8,7 +8,7 @@ act on W / W+ only, so they work the same with the original generator and with a
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from core.checkpoints import CheckpointError, read_safetensors, read_torch_file
 from core.inversion.optimise import as_wplus
 from core.nets.stylegan2 import EqualLinear, Generator
-from core.registry import resolve_kind
+from core.registry import REGISTRY, cache_dir, resolve, resolve_kind
 
 
 @dataclass(frozen=True)
@@ -238,3 +238,62 @@ def _describe(obj: object) -> str:
     if isinstance(obj, torch.Tensor):
         return f"a tensor {tuple(obj.shape)}"
     return f"a {type(obj).__name__} with keys {list(obj)[:6]}" if isinstance(obj, dict) else type(obj).__name__
+
+
+# ----------------------------------------------------------------------------------------------------
+# Direction families: the one table of ways to find edits (the app's Edit and Compare tabs offer what it lists)
+
+
+def registered_directions(G: Generator, model_name: str) -> list[Direction]:
+    """The direction files of the registry made for this model (by name, and by latent shape where recorded):
+    the embedded model's own InterFaceGAN set, or the official FFHQ boundaries when the user has them cached."""
+    found = []
+    for entry in REGISTRY.values():
+        extra = entry.extra
+        if entry.kind != "directions" or model_name not in extra.get("generators", ()):
+            continue
+        if extra.get("style_dim", G.style_dim) != G.style_dim or extra.get("n_latent", G.n_latent) != G.n_latent:
+            continue
+        try:
+            path = resolve(entry.name) if entry.embedded else _cached(entry.name)
+        except FileNotFoundError:
+            continue
+        found += ([load_interfacegan(path, extra["direction"])] if extra.get("format") == "interfacegan"
+                  else load_directions(path))
+    return found
+
+
+def _cached(name: str) -> Path:
+    """An official entry's file if it is in the cache already; never downloads (listing directions is not asking)."""
+    path = cache_dir() / REGISTRY[name].filename
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return resolve(name)
+
+
+@dataclass(frozen=True)
+class DirectionFamily:
+    """A way of finding edit directions for a generator; `find(G, model_name, k)` gives at most k of them."""
+
+    name: str
+    note: str  # what a strength of 1 means
+    find: Callable[[Generator, str, int], list[Direction]]
+    count: int = 6  # how many to offer
+    applies: Callable[[Generator, str], bool] = lambda G, model_name: True
+
+
+FAMILIES: dict[str, DirectionFamily] = {
+    "GANSpace": DirectionFamily("GANSpace", "principal axes of W; strength in standard deviations",
+                                lambda G, m, k: [ganspace(G, k).direction(i) for i in range(k)]),
+    "SeFa": DirectionFamily("SeFa", "closed-form factorisation of the style weights; unit directions",
+                            lambda G, m, k: sefa(G, k=k)),
+    "InterFaceGAN": DirectionFamily(
+        "InterFaceGAN", "attribute boundaries (the embedded model: CelebA attributes fitted on its own samples, A|B "
+        "is A with B's normal projected out, best within ±3; the FFHQ model: the official boundaries); unit normals",
+        lambda G, m, k: registered_directions(G, m)[:k], 10, lambda G, m: bool(registered_directions(G, m))),
+}
+
+
+def families_for(G: Generator, model_name: str) -> list[str]:
+    """The names of the direction families this generator has."""
+    return [name for name, family in FAMILIES.items() if family.applies(G, model_name)]

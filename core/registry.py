@@ -51,6 +51,7 @@ class Entry:
         return self.path is not None
 
 
+REGISTRY_FILE = Path(__file__).with_name("registry.json")  # the entries, as data
 REGISTRY: dict[str, Entry] = {}
 
 
@@ -59,144 +60,13 @@ def register(entry: Entry) -> Entry:
     return entry
 
 
-EMBEDDED_FACE_MODEL = "models/face128/G_ema.safetensors"
-for _name in ("default", "face128"):
-    register(
-        Entry(
-            name=_name,
-            kind="generator",
-            path=EMBEDDED_FACE_MODEL,
-            description="The project's own 128 px face StyleGAN2 trained on CelebA (see models/face128/MODEL_CARD.md)",
-            licence="non-commercial research only (CelebA)",
-        )
-    )
-register(
-    Entry(
-        name="face128-attributes",
-        kind="attributes",
-        path="models/face128/attributes.safetensors",
-        description="CelebA attribute classifier (frozen AlexNet features + 40 logistic heads), 128 px aligned faces",
-        licence="non-commercial research only (CelebA labels)",
-    )
-)
-register(
-    Entry(
-        name="face128-directions",
-        kind="directions",
-        path="models/face128/directions.safetensors",
-        description="InterFaceGAN edit directions in W of the embedded face model (see models/face128/MODEL_CARD.md)",
-        licence="non-commercial research only (CelebA)",
-        extra={"generators": ("default", "face128"), "n_latent": 12, "style_dim": 512},
-    )
-)
-for _arch, _paper in (("psp", "pSp (Richardson et al. 2021)"), ("e4e", "e4e (Tov et al. 2021)"),
-                      ("style_transformer", "Style Transformer (Hu et al. 2022)")):
-    register(
-        Entry(
-            name=f"face128-{_arch.replace('_', '-')}",
-            kind=_arch,
-            path=f"models/face128/{_arch.replace('_', '-')}.safetensors",
-            description=f"{_paper} encoder for the embedded face model, trained here (models/face128/ENCODERS.md)",
-            licence="non-commercial research only (CelebA)",
-            extra={"generators": ("default", "face128")},
-        )
-    )
-register(
-    Entry(
-        name="face128-reference-edit",
-        kind="reference_edit",
-        path="models/face128/reference-edit.safetensors",
-        description="Style Transformer reference-based editing for the embedded face model: latent attribute "
-        "classifier + edit transformer, trained here (models/face128/REFERENCE_EDIT.md)",
-        licence="non-commercial research only (CelebA)",
-        extra={"generators": ("default", "face128"), "encoder": "face128-style-transformer"},
-    )
-)
-register(
-    Entry(
-        name="ffhq-1024-rosinality",
-        kind="generator",
-        description="Official StyleGAN2 config-f FFHQ 1024 px, converted by rosinality (decoder of e4e/pSp/PTI demos)",
-        url="https://drive.google.com/uc?export=download&id=1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT",
-        filename="stylegan2-ffhq-config-f.pt",
-        licence="Nvidia Source Code License-NC",
-    )
-)
-register(
-    Entry(
-        name="ffhq-1024-nvidia",
-        kind="generator",
-        description="Official StyleGAN2 FFHQ 1024 px as a stylegan2-ada-pytorch pickle (the one PTI uses)",
-        url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl",
-        filename="ffhq.pkl",
-        licence="Nvidia Source Code License-NC",
-    )
-)
+def read_registry(path: Path = REGISTRY_FILE) -> dict[str, Entry]:
+    """The entries of the registry file (JSON: a list of Entry fields), by name."""
+    rows = json.loads(path.read_text())["entries"]
+    return {row["name"]: Entry(**row) for row in rows}
 
 
-GDRIVE = "https://drive.google.com/uc?export=download&id="
-DUALSTYLEGAN = "https://huggingface.co/public-data/DualStyleGAN/resolve/main/models/"  # what its api.py fetches
-register(
-    Entry(
-        name="e4e-ffhq",
-        kind="e4e",
-        description="e4e encoder for the FFHQ 1024 generator (omertov/encoder4editing)",
-        url=GDRIVE + "1cUv_reLE6k3604or78EranS7XzuVMWeO",
-        filename="e4e_ffhq_encode.pt",
-        licence="MIT (code repo)",
-    )
-)
-register(
-    Entry(
-        name="psp-ffhq",
-        kind="psp",
-        description="pSp encoder for the FFHQ 1024 generator (eladrich/pixel2style2pixel)",
-        url=GDRIVE + "1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0",
-        filename="psp_ffhq_encode.pt",
-        licence="MIT (code repo)",
-    )
-)
-register(
-    Entry(
-        name="style-transformer-ffhq",
-        kind="style_transformer",
-        description="Style Transformer encoder for the FFHQ 1024 generator (sapphire497/style-transformer)",
-        url=GDRIVE + "1XJWP712o-wWZrfzXJ07vc3dHjJF8CanT",
-        filename="style_transformer_ffhq.pt",
-        licence="see its repo",
-    )
-)
-register(
-    Entry(
-        name="dualstylegan-encoder",
-        kind="dualstylegan_encoder",
-        description="DualStyleGAN's Z+ pSp encoder (williamyang1991/DualStyleGAN)",
-        url=DUALSTYLEGAN + "encoder.pt",
-        filename="dualstylegan_encoder.pt",
-        licence="S-Lab License 1.0 (non-commercial)",
-    )
-)
-for _style in ("cartoon", "caricature", "anime", "arcane", "comic", "pixar", "slamdunk"):
-    register(
-        Entry(
-            name=f"dualstylegan-{_style}",
-            kind="dualstylegan",
-            description=f"DualStyleGAN generator, {_style} style",
-            url=DUALSTYLEGAN + f"{_style}/generator.pt",
-            filename=f"dualstylegan_{_style}.pt",
-            licence="S-Lab License 1.0 (non-commercial)",
-        )
-    )
-    register(
-        Entry(
-            name=f"dualstylegan-{_style}-styles",
-            kind="exstyle_codes",
-            description=f"DualStyleGAN extrinsic style codes (style name -> Z+), {_style}",
-            url=DUALSTYLEGAN + f"{_style}/exstyle_code.npy",
-            filename=f"dualstylegan_{_style}_exstyle_code.npy",
-            licence="S-Lab License 1.0 (non-commercial)",
-        )
-    )
+REGISTRY.update(read_registry())
 
 
 def cache_dir() -> Path:
@@ -234,6 +104,9 @@ def _expected_hash(entry: Entry) -> str | None:
 def download(entry: Entry) -> Path:
     """Fetch an official file into the cache (atomic rename after the hash check)."""
     target = cache_dir() / entry.filename
+    if entry.url is None:
+        raise FileNotFoundError(f"{entry.name!r} has no public download address: save the file as {target} (or "
+                                "pass the file's path instead of the name)")
     if offline():
         raise FileNotFoundError(
             f"{entry.name!r} is not in the cache and offline mode is on. Download {entry.url} by hand and "

@@ -11,69 +11,31 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core import editing, faces, registry
+from core import editing, faces
 from core.editing import Direction
 from core.inversion import InversionResult
 from core.nets.stylegan2 import Generator
-from demos.common import SHARED_FACES
 
-MAX_DIRECTIONS = 10  # sliders per family: the embedded model's InterFaceGAN set (7 + 3 conditional) fits
-COMPUTED_DIRECTIONS = 6  # GANSpace / SeFa directions offered
+MAX_DIRECTIONS = max(family.count for family in editing.FAMILIES.values())  # sliders per family
 STRENGTH_SPAN = 5.0  # sliders go from -span to +span
-# The official InterFaceGAN boundaries (PTI's copies) were fitted on the FFHQ generator: offered for it only.
-OFFICIAL_INTERFACEGAN = SHARED_FACES.parents[1] / "fixtures" / "directions" / "interfacegan_directions"
-FAMILY_NOTES = {
-    "GANSpace": "principal axes of W; strength in standard deviations",
-    "SeFa": "closed-form factorisation of the style weights; unit directions",
-    "InterFaceGAN": "attribute boundaries fitted on FFHQ; unit normals",
-}
-SHIPPED_INTERFACEGAN_NOTE = ("CelebA attribute boundaries fitted on this model's own samples; A|B is A with B's "
-                             "normal projected out; unit normals, best within ±3")
 VIDEO_SIDE = 256  # traversal frames are upscaled to at least this many pixels
 
 
-def shipped_directions(generator: Generator, model_name: str) -> str | None:
-    """The registry name of the directions shipped for this model (fitted on it: same name and latent shape)."""
-    for entry in registry.available("directions"):
-        extra = entry.extra
-        if (model_name in extra.get("generators", ()) and extra.get("n_latent") == generator.n_latent
-                and extra.get("style_dim") == generator.style_dim and (registry.REPO_ROOT / entry.path).is_file()):
-            return entry.name
-    return None
-
-
 def family_names(generator: Generator, model_name: str) -> list[str]:
-    """The direction families this model has: GANSpace and SeFa always, InterFaceGAN for the official FFHQ model
-    and for a model with shipped directions (the embedded one)."""
-    official = model_name.startswith("ffhq-") and generator.style_dim == 512 and OFFICIAL_INTERFACEGAN.is_dir()
-    interfacegan = official or shipped_directions(generator, model_name) is not None
-    return ["GANSpace", "SeFa", *(["InterFaceGAN"] if interfacegan else [])]
+    """The direction families this model has (`core.editing.FAMILIES`)."""
+    return editing.families_for(generator, model_name)
 
 
-def family_note(family: str, generator: Generator, model_name: str) -> str:
-    """What a family's strengths mean, for this model."""
-    if family == "InterFaceGAN" and shipped_directions(generator, model_name):
-        return SHIPPED_INTERFACEGAN_NOTE
-    return FAMILY_NOTES[family]
-
-
-def _interfacegan(generator: Generator, model_name: str) -> list[Direction]:
-    shipped = shipped_directions(generator, model_name)
-    if shipped:
-        return editing.load_directions(shipped)[:MAX_DIRECTIONS]
-    return [editing.load_interfacegan(path) for path in sorted(OFFICIAL_INTERFACEGAN.glob("*.pt"))[:MAX_DIRECTIONS]]
+def family_note(family: str) -> str:
+    """What a family's strengths mean."""
+    return editing.FAMILIES[family].note
 
 
 @functools.cache
 def direction_families(generator: Generator, model_name: str) -> dict[str, list[Direction]]:
     """The directions of every family, computed on first use (a PCA of 20k sampled latents takes seconds)."""
-    builders = {
-        "GANSpace": lambda: [editing.ganspace(generator, COMPUTED_DIRECTIONS).direction(i)
-                             for i in range(COMPUTED_DIRECTIONS)],
-        "SeFa": lambda: editing.sefa(generator, k=COMPUTED_DIRECTIONS),
-        "InterFaceGAN": lambda: _interfacegan(generator, model_name),
-    }
-    return {name: builders[name]() for name in family_names(generator, model_name)}
+    return {name: editing.FAMILIES[name].find(generator, model_name, editing.FAMILIES[name].count)
+            for name in family_names(generator, model_name)}
 
 
 def find(families: dict[str, list[Direction]], name: str) -> Direction:

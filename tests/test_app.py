@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -13,12 +14,13 @@ import pytest
 from app_server import REPO_ROOT, face_photo, running_app, small_generator
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from official import shared
 from PIL import Image
 
 from core import identity, registry
 from core.nets.stylegan2 import Generator
 from demos.common import progress_callback
-from demos.directions import OFFICIAL_INTERFACEGAN, direction_families, family_names
+from demos.directions import direction_families, family_names
 from demos.state import Cancelled, ResultCache, Session
 
 
@@ -188,14 +190,17 @@ def test_compare_methods_table_and_grid(app):
         assert_image(cell["image"])
 
 
-def test_interfacegan_is_offered_for_the_official_ffhq_model_only():
-    if not OFFICIAL_INTERFACEGAN.is_dir():
-        pytest.skip(f"needs the official InterFaceGAN directions in {OFFICIAL_INTERFACEGAN} (../shared)")
+def test_interfacegan_is_offered_for_the_official_ffhq_model_only_once_the_user_has_its_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEGAN_PLAYGROUND_CACHE", str(tmp_path))
     generator = Generator(16, style_dim=512, n_mlp=1, channel_base=64, channel_max=16)
+    assert family_names(generator, "ffhq-1024-nvidia") == ["GANSpace", "SeFa"]  # not downloaded: not offered
+    for name in ("age", "pose", "smile"):  # a user who saved the official boundaries in the cache
+        boundary = shared(f"fixtures/directions/interfacegan_directions/{name}.pt")
+        shutil.copy(boundary, tmp_path / f"interfacegan_{name}.pt")
     assert family_names(generator, "default") == ["GANSpace", "SeFa"]
     assert family_names(generator, "ffhq-1024-nvidia") == ["GANSpace", "SeFa", "InterFaceGAN"]
     directions = direction_families(generator, "ffhq-1024-nvidia")["InterFaceGAN"]
-    assert [d.name for d in directions] == ["age", "pose", "smile"]
+    assert [d.name for d in directions] == ["age", "smile", "pose"]  # in the registry's order
 
 
 def test_result_cache_is_bounded_and_sessions_release_their_share():

@@ -31,7 +31,7 @@ def build(ctx: AppContext, page: Page) -> None:
         return direction_families(ctx.generator, ctx.model_name)
 
     def note(family: str) -> str:
-        return family_note(family, ctx.generator, ctx.model_name)
+        return family_note(family)
 
     def missing(state: Session) -> str:
         return ("Your inversion was released to free memory: run it again in the Invert & PTI tab." if state.method
