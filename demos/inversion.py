@@ -3,10 +3,12 @@ measures table."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -72,11 +74,18 @@ def photo_upload(**options: Any) -> gr.Image:
     return photo
 
 
+@functools.lru_cache(maxsize=32)
+def _aligned(photo: str, modified: float, size: int) -> faces.AlignedFace:
+    """One alignment per uploaded file: the preview and the job that follows reuse it (gradio keeps one path per
+    upload; the modification time guards against a reused path)."""
+    return faces.align_face(photo, size=size)
+
+
 def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
-    """The FFHQ-aligned crop of the photo's largest face, at the generator's size."""
+    """The FFHQ-aligned crop of the photo's largest face, at the generator's size (aligned once per upload)."""
     if not photo:
         raise user_message("Upload a photo or pick an example first.", "No photo")
-    face = faces.align_face(photo, size=ctx.generator.size)
+    face = _aligned(photo, Path(photo).stat().st_mtime, ctx.generator.size)
     try:
         warning = face.size_warning()
     except faces.FaceTooSmall as error:

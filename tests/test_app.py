@@ -237,3 +237,18 @@ def test_missing_default_model_says_what_to_do(monkeypatch):
     assert "models/not-here/G_ema.safetensors is not in this checkout" in str(exit_.value)
     assert "--model" in str(exit_.value)
     assert (REPO_ROOT / "demos" / "app.py").is_file()
+
+
+def test_a_photo_is_aligned_once_for_its_preview_and_its_job(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from demos import inversion
+
+    calls = []
+    align = inversion.faces.align_face
+    monkeypatch.setattr(inversion.faces, "align_face", lambda *a, **k: calls.append(a) or align(*a, **k))
+    photo = tmp_path / "upload.png"
+    Image.open(face_photo()).save(photo)
+    ctx = SimpleNamespace(generator=SimpleNamespace(size=64))
+    first, second = inversion.aligned_crop(ctx, str(photo)), inversion.aligned_crop(ctx, str(photo))
+    assert len(calls) == 1 and first.size == second.size == (64, 64)
