@@ -1,0 +1,30 @@
+"""The notebook helpers: the ipywidgets direction explorer and the plotly figures."""
+
+from __future__ import annotations
+
+import torch
+
+from core.editing import Direction
+from core.inversion import invert
+from core.nets.stylegan2 import Generator
+from playground.figures import tradeoff_scatter
+from playground.widgets import direction_explorer
+
+
+def test_direction_explorer_redraws_both_generators_when_a_slider_moves():
+    torch.manual_seed(0)
+    G = Generator(32, 32, 2, channel_base=256, channel_max=32).eval()
+    result = invert(G, torch.rand(1, 3, 32, 32) * 2 - 1, "pti", pivot="mean", steps=2)
+    directions = [Direction("a", torch.randn(32)), Direction("b", torch.randn(32))]
+    explorer = direction_explorer(G, result, directions)
+    views, first = explorer.children[0], explorer.children[1]
+    tuned, original = views.children[0].children[1], views.children[1].children[1]
+    before = tuned.value, original.value
+    assert before[0] != before[1]  # PTI's tuned generator draws another image than the original one
+    first.value = 3.0
+    assert tuned.value != before[0] and original.value != before[1]
+
+
+def test_tradeoff_scatter_has_one_labelled_point_per_method():
+    figure = tradeoff_scatter({"pSp": (0.2, 3.0), "e4e": (0.3, 3.5)}, "distortion", "editability")
+    assert [trace.name for trace in figure.data] == ["pSp", "e4e"] or len(figure.data[0].x) == 2
