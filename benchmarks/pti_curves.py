@@ -83,14 +83,14 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from core.faces import to_uint8
+    from core.faces import from_uint8, to_uint8
     from core.inversion import PRESETS, locality_drift, pivotal_tuning
     from core.registry import load_generator
 
     data = np.load(args.faces)
     picked = range(args.shard, len(data["names"]), args.shards)
     G = load_generator(args.model, args.device)
-    targets = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    targets = from_uint8(torch.from_numpy(data["images"]))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}; faces {list(picked)}", flush=True)
     for name in args.runs:
@@ -137,12 +137,13 @@ def rounded(value: object) -> object:
 
 
 def score_runs(args: argparse.Namespace) -> None:
+    from core.faces import from_uint8
     from core.identity import SAME_PERSON, embed, similarity
     from core.inversion.pti import to_scoring_size as upsample
     from core.measures import lpips_distance, ms_ssim, psnr
 
     data = np.load(args.faces)
-    targets = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    targets = from_uint8(torch.from_numpy(data["images"]))
     sets = data["sets"]
     report = {"machine": machine(), "faces": [str(n) for n in data["names"]], "sets": [str(s) for s in sets],
               "runs": {}}

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from core.editing import traverse
+from core.faces import tensor_to_pil
 
 
 def to_array(image: torch.Tensor) -> np.ndarray:
@@ -117,7 +118,7 @@ def traversal_grid(generator: torch.nn.Module, directions: Sequence, ws: torch.T
         images = generator.synthesis(latents).unflatten(0, (len(strengths), len(ws)))
         for c in range(len(strengths)):
             for block in range(len(ws)):
-                face = Image.fromarray((to_array(images[c, block]) * 255).round().astype(np.uint8))
+                face = tensor_to_pil(images[c, block])
                 grid.paste(face.resize((side, side), Image.Resampling.LANCZOS), (column(block, c), top + r * side))
     return grid
 

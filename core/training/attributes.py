@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from core.attributes import CELEBA_ATTRIBUTES, FEATURE_SIZE, POOL_GRIDS, AttributeClassifier, alexnet_features
 from core.data import decode_shard, shard_paths
+from core.faces import from_uint8
 
 L2_CHOICES = (1e-4, 3e-4, 1e-3)  # per-sample L2 on the standardised features' weights
 
@@ -43,7 +44,7 @@ def shard_features(data: str | Path, split: str, labels: dict[str, tuple[int, np
     for path in paths:
         pixels, names = decode_shard(path, threads=2)
         known = [i for i, name in enumerate(names) if Path(name).name in labels]
-        images = torch.from_numpy(pixels[known]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        images = from_uint8(torch.from_numpy(pixels[known]))
         features.append(alexnet_features(images))
         for i in known:
             identity, row = labels[Path(names[i]).name]
