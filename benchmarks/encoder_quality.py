@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--faces", type=Path, default=FACES)
     parser.add_argument("--json", type=Path, help="write per-face rows and the tables here")
+    parser.add_argument("--update", action="store_true", help="with --json: replace only these methods' rows and "
+                        "table entries in the existing file (e.g. after retraining one encoder)")
     parser.add_argument("--grid", type=Path, help="photo | each method's reconstruction, one row per face")
     args = parser.parse_args(argv)
     use_threads(args.threads)
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> None:
             **{f"{e}_logit": nanmean([r["edits"][e]["logit_change"] for r in mine]) for e in EDITS},
             "dlib_distance": nanmean([r["edits"][e]["dlib_distance"] for r in mine for e in EDITS]),
             "frechet_dlib": frechet_distance(np.stack(edited_descriptors[method]), np.stack(real_descriptors))}
+    if args.update and args.json and args.json.is_file():
+        kept = json.loads(args.json.read_text())
+        rows = [r for r in kept["rows"] if r["method"] not in args.methods] + rows
+        for name, table in tables.items():
+            tables[name] = {m: t for m, t in kept["tables"][name].items() if m not in args.methods} | table
     print(markdown(tables, len(picked)))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "faces": len(picked), "strength": args.strength,

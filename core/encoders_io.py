@@ -145,7 +145,8 @@ def build_encoder(arch: str, n_styles: int, input_size: int, style_dim: int, net
         raise ValueError(f"arch must be one of {sorted(ARCHS)}, not {arch!r}")
     size = dict(widths=_ints(network["widths"]), units=_ints(network["units"]), style_dim=style_dim)
     if arch == "style_transformer":
-        return StyleTransformerEncoder(n_styles, network["backbone"], 3, ff_dim=int(network["ff_dim"]), **size)
+        return StyleTransformerEncoder(n_styles, network["backbone"], 3, ff_dim=int(network["ff_dim"]),
+                                       input_size=input_size, **size)
     return ARCHS[arch](n_styles, network["backbone"], 3, input_size, head_width=int(network["head_width"]), **size)
 
 

@@ -107,7 +107,7 @@ def edit_by_reference(model: EncoderModel, editor: ReferenceEditor, source: Imag
     the reference and the edit, how far the other attributes' logits moved, and the identity kept."""
     G = model.decoder
     targets = as_targets([source, reference], G.size).to(model.latent_avg.device)
-    size = getattr(model.encoder, "input_size", G.size)
+    size = model.encoder.input_size
     if targets.shape[-1] != size:
         targets = torch.nn.functional.interpolate(targets, size=(size, size), mode="bilinear", antialias=True)
     source_ws, reference_ws = model.encode(targets).split(1)

@@ -119,7 +119,7 @@ def invert(
         if isinstance(pivot, str) and pivot in ENCODER_METHODS:  # an encoder's code as the pivot (PTI's e4e option)
             if encoder is None:
                 raise ValueError(f"pivot {pivot!r} needs encoder=... (e.g. core.registry.load_encoder('face128-e4e'))")
-            settings["pivot"] = encoder_pivot(encoder, size=getattr(encoder.encoder, "input_size", 256))
+            settings["pivot"] = encoder_pivot(encoder, size=encoder.encoder.input_size)
         result = pivotal_tuning(G, targets, progress=progress, **settings)
         result.options |= {"preset": preset} | ({"pivot": pivot} if isinstance(pivot, str) else {})
         return result
@@ -136,7 +136,7 @@ def encode(
     """Encoder inversion: targets [N, 3, H, W] -> W+ in one forward pass, rendered by G (the encoder's decoder)."""
     started = time.perf_counter()
     with torch.no_grad():
-        ws = encoder_pivot(encoder, size=getattr(encoder.encoder, "input_size", 256))(targets)
+        ws = encoder_pivot(encoder, size=encoder.encoder.input_size)(targets)
     if ws.shape[1:] != (G.n_latent, G.style_dim):
         raise ValueError(f"the encoder gives codes {tuple(ws.shape[1:])}, G expects ({G.n_latent}, {G.style_dim})")
     seconds = time.perf_counter() - started

@@ -39,9 +39,9 @@ class StyleTransformerEncoder(PyramidBackbone):
 
     def __init__(self, n_styles: int = 18, backbone: str = "ir_se50", in_channels: int = 3, dropout: float = 0.1,
                  widths: tuple[int, ...] = STAGE_WIDTHS, units: tuple[int, ...] | None = None, style_dim: int = 512,
-                 n_heads: int = 4, ff_dim: int = 1024):
+                 n_heads: int = 4, ff_dim: int = 1024, input_size: int = 256):
         super().__init__()
-        self.n_styles = n_styles
+        self.n_styles, self.input_size = n_styles, input_size  # images are resized to input_size before encoding
         self._build_backbone(backbone, in_channels, widths, units)
         self._build_laterals()
         width = self.widths[3]
