@@ -48,9 +48,10 @@ def aligned_photo(photo: Path, size: int, aligned: bool = False):
         if aligned:
             return image.resize((size, size), Image.LANCZOS)
         face = align_face(image, size=size)
+        warning = face.size_warning()
     except (NoFaceFound, FaceTooSmall, ImageError, FileNotFoundError) as err:
         raise PhotoError(str(err)) from err
-    if warning := face.size_warning():
+    if warning:
         print(f"{photo}: warning: {warning}", file=sys.stderr)
     return face.image
 

@@ -84,7 +84,7 @@ def test_upload_invert_and_see_the_result(page, photo, tmp_path):
 
 
 def test_edit_the_inversion_with_a_slider(page, photo):  # edits the inversion of the test above
-    page.get_by_role("tab", name="Edit").click()
+    page.get_by_role("tab", name="Edit", exact=True).click()
     edited = page.locator("#edit-tuned img")
     edited.wait_for(timeout=60_000)
     unedited = edited.get_attribute("src")

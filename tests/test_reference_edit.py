@@ -3,9 +3,12 @@ codes with a planted attribute, and the shipped editor on real held-out faces.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from official import shared
+from PIL import Image
 
 from core.attributes import load_attribute_classifier
 from core.faces import align_face, pil_to_tensor
@@ -29,7 +32,8 @@ def planted_codes(n: int = 2048, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
 def test_training_learns_the_planted_attributes_and_edits_one_at_a_time():
     torch.manual_seed(0)
     codes, labels = planted_codes()
-    cfg = ReferenceEditConfig(hidden="64,32", classifier_steps=400, edit_steps=300, batch=128, lr=3e-3, edit_lr=1e-3)
+    cfg = ReferenceEditConfig(hidden="64,32", classifier_steps=400, edit_steps=300, batch=128, edit_batch=128, lr=3e-3,
+                              edit_lr=1e-3)
     classifier = train_latent_classifier(cfg, codes, labels)
     held_codes, held_labels = planted_codes(512, seed=1)
     table = accuracy_table(classifier, held_codes, held_labels)
@@ -72,3 +76,17 @@ def test_shipped_reference_edit_moves_the_target_attribute_more_than_the_others(
     others = [i for i in range(change.shape[1]) if i != index]
     assert change[:, index].mean() > 1.0, change[:, index]
     assert change[:, index].mean() > 2 * change[:, others].abs().mean(), (change[:, index], change[:, others])
+
+
+def test_cli_edits_a_photo_by_reference(tmp_path):
+    from core.__main__ import main
+
+    photos = sorted(shared("data/faces/celeba/eval").iterdir())
+    code = main(["edit", str(photos[0]), "--reference", str(photos[1]), "--attribute", "Eyeglasses",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["attribute"] == "Eyeglasses" and 0 <= report["measures"]["edited_probability"] <= 1
+    assert Image.open(tmp_path / "out" / "strip.png").size == (3 * 128, 128)
+    assert main(["edit", str(photos[0]), "--reference", str(photos[1]), "--attribute", "Wearing_Hat",
+                 "--out", str(tmp_path / "no")]) == 2  # not a trained attribute: a clear refusal

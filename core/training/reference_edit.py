@@ -51,10 +51,11 @@ class ReferenceEditConfig:
     attributes: str = ",".join(EDIT_ATTRIBUTES)  # what the edit transformer learns to take from a reference
     hidden: str = "512,256"  # the latent classifier's shared MLP after the flattened W+
     classifier_steps: int = 4000
-    edit_steps: int = 4000
-    batch: int = 256
+    edit_steps: int = 2000
+    batch: int = 256  # the latent classifier's
+    edit_batch: int = 64  # (source, reference) pairs per edit-transformer step
     lr: float = 1e-3
-    edit_lr: float = 1e-4
+    edit_lr: float = 3e-4
     seed: int = 0
 
 
@@ -148,9 +149,9 @@ def train_edit_transformer(cfg: ReferenceEditConfig, classifier: LatentAttribute
     hard = (labels > 0.5).float()
     for step in range(cfg.edit_steps):
         attribute = attributes[step % len(attributes)]
-        source, reference = differing_pairs(hard, attribute, cfg.batch)
+        source, reference = differing_pairs(hard, attribute, cfg.edit_batch)
         source, reference = codes[source].float(), codes[reference].float()
-        edited = model(source, reference, torch.full((cfg.batch,), attribute))
+        edited = model(source, reference, torch.full((cfg.edit_batch,), attribute))
         loss, terms = reference_edit_loss(classifier, source, reference, edited, attribute)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
