@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from core.attributes import CELEBA_ATTRIBUTES, load_attribute_classifier
 from core.data import decode_shard, shard_paths
@@ -56,6 +56,8 @@ class ReferenceEditConfig:
     edit_batch: int = 64  # (source, reference) pairs per edit-transformer step
     lr: float = 1e-3
     edit_lr: float = 3e-4
+    edit_weights: str = "1,1,1"  # the paper's loss terms: stay near the source code, take the reference's
+    # embedding of the attribute, keep the source's embeddings of the others
     seed: int = 0
 
 
@@ -147,12 +149,13 @@ def train_edit_transformer(cfg: ReferenceEditConfig, classifier: LatentAttribute
     model = EditTransformer(codes.shape[-1], n_attributes=labels.shape[1])
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.edit_lr)
     hard = (labels > 0.5).float()
+    weights = tuple(float(w) for w in cfg.edit_weights.split(","))
     for step in range(cfg.edit_steps):
         attribute = attributes[step % len(attributes)]
         source, reference = differing_pairs(hard, attribute, cfg.edit_batch)
         source, reference = codes[source].float(), codes[reference].float()
         edited = model(source, reference, torch.full((cfg.edit_batch,), attribute))
-        loss, terms = reference_edit_loss(classifier, source, reference, edited, attribute)
+        loss, terms = reference_edit_loss(classifier, source, reference, edited, attribute, weights)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -176,7 +179,15 @@ def train(cfg: ReferenceEditConfig) -> Path:
         codes, targets = torch.cat([codes, fake_codes]), torch.cat([targets, fake_labels])
     print(f"{len(codes)} codes ({cfg.synthetic} synthetic), {len(heldout_codes)} held out; "
           f"{time.perf_counter() - started:.0f} s", flush=True)
-    classifier = train_latent_classifier(cfg, codes, targets)
+    cached = Path(cfg.cache) / f"classifier-{cfg.hidden}-{cfg.classifier_steps}-{cfg.synthetic}-{cfg.seed}.safetensors"
+    if cached.is_file():  # the same classifier: only the edit transformer is retrained
+        classifier = LatentAttributeClassifier((codes[0].numel(), *(int(w) for w in cfg.hidden.split(","))),
+                                               n_classes=targets.shape[1])
+        classifier = classifier.eval().requires_grad_(False)
+        classifier.load_state_dict(load_file(str(cached)))
+    else:
+        classifier = train_latent_classifier(cfg, codes, targets)
+        save_file(classifier.state_dict(), str(cached))
     table = accuracy_table(classifier, heldout_codes, heldout_labels)
     attributes = [CELEBA_ATTRIBUTES.index(name) for name in cfg.attributes.split(",")]
     editor = train_edit_transformer(cfg, classifier, codes, targets, attributes)
