@@ -110,6 +110,20 @@ def test_invert_with_the_encoders_is_instant_and_compare_lists_them(default_app)
     assert [row[0] for row in table["data"]] == ["pSp", "e4e"] and len(grid) == 8
 
 
+def test_reference_edit_tab_gives_the_photo_the_reference_attribute(default_app):
+    photos = sorted(face_photo().parent.glob("*.jpg"))[:2] if face_photo() else []
+    if len(photos) < 2:
+        pytest.skip("needs face photos in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    client = Client(default_app.url, verbose=False)
+    crop, reference, gallery, table = client.predict(handle_file(photos[0]), handle_file(photos[1]), "Smiling",
+                                                     api_name="/reference_edit")
+    assert len(gallery) == 3 and [cell["caption"] for cell in gallery][2] == "edited: Smiling"
+    rows = dict(table["data"])
+    assert set(rows) >= {"Smiling: photo", "Smiling: reference", "Smiling: edited"}
+    for cell in gallery:
+        assert_image(cell["image"], 128)
+
+
 def test_an_encoder_for_a_model_without_one_says_so(client):
     photo = face_photo()
     if photo is None:
