@@ -23,7 +23,7 @@ from core.attributes import AttributeClassifier, load_attribute_classifier
 from core.checkpoints import CheckpointError, read_safetensors
 from core.encoders_io import build_loaded
 from core.faces import ImageSource
-from core.inversion import as_targets
+from core.inversion import as_targets, encoder_pivot
 from core.nets.encoders import EncoderModel
 from core.nets.style_transformer import EditTransformer, LatentAttributeClassifier
 from core.registry import resolve_kind, sha256_of
@@ -107,10 +107,7 @@ def edit_by_reference(model: EncoderModel, editor: ReferenceEditor, source: Imag
     the reference and the edit, how far the other attributes' logits moved, and the identity kept."""
     G = model.decoder
     targets = as_targets([source, reference], G.size).to(model.latent_avg.device)
-    size = model.encoder.input_size
-    if targets.shape[-1] != size:
-        targets = torch.nn.functional.interpolate(targets, size=(size, size), mode="bilinear", antialias=True)
-    source_ws, reference_ws = model.encode(targets).split(1)
+    source_ws, reference_ws = encoder_pivot(model, size=model.encoder.input_size)(targets).split(1)
     codes = {"source": source_ws, "reference": reference_ws, "edited": editor.edit(source_ws, reference_ws, attribute)}
     images = {name: G.synthesis(ws, noise_mode="const").clamp(-1, 1) for name, ws in codes.items()}
     classifier = classifier or load_attribute_classifier()

@@ -103,11 +103,15 @@ def synthetic_codes(cfg: ReferenceEditConfig, G) -> tuple[torch.Tensor, torch.Te
     return result
 
 
+def classifier_widths(cfg: ReferenceEditConfig, codes: torch.Tensor) -> tuple[int, ...]:
+    """The latent classifier's layer widths: the flattened W+, then `cfg.hidden`."""
+    return (codes[0].numel(), *(int(w) for w in cfg.hidden.split(",")))
+
+
 def train_latent_classifier(cfg: ReferenceEditConfig, codes: torch.Tensor, labels: torch.Tensor
                             ) -> LatentAttributeClassifier:
     torch.manual_seed(cfg.seed)
-    widths = (codes[0].numel(), *(int(w) for w in cfg.hidden.split(",")))
-    classifier = LatentAttributeClassifier(widths, n_classes=labels.shape[1])
+    classifier = LatentAttributeClassifier(classifier_widths(cfg, codes), n_classes=labels.shape[1])
     optimiser = torch.optim.Adam(classifier.parameters(), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, cfg.classifier_steps)
     for step in range(cfg.classifier_steps):
@@ -181,8 +185,7 @@ def train(cfg: ReferenceEditConfig) -> Path:
           f"{time.perf_counter() - started:.0f} s", flush=True)
     cached = Path(cfg.cache) / f"classifier-{cfg.hidden}-{cfg.classifier_steps}-{cfg.synthetic}-{cfg.seed}.safetensors"
     if cached.is_file():  # the same classifier: only the edit transformer is retrained
-        classifier = LatentAttributeClassifier((codes[0].numel(), *(int(w) for w in cfg.hidden.split(","))),
-                                               n_classes=targets.shape[1])
+        classifier = LatentAttributeClassifier(classifier_widths(cfg, codes), n_classes=targets.shape[1])
         classifier = classifier.eval().requires_grad_(False)
         classifier.load_state_dict(load_file(str(cached)))
     else:
@@ -195,7 +198,7 @@ def train(cfg: ReferenceEditConfig) -> Path:
     tensors |= {f"edit.{k}": v for k, v in half(editor.state_dict()).items()}
     encoder_file = resolve(cfg.encoder)
     meta = {"format": REFERENCE_EDIT_FORMAT, "classifier_widths": json.dumps(
-        [codes[0].numel(), *(int(w) for w in cfg.hidden.split(","))]), "n_styles": str(codes.shape[1]),
+        list(classifier_widths(cfg, codes))), "n_styles": str(codes.shape[1]),
         "style_dim": str(codes.shape[2]), "attributes": json.dumps(list(CELEBA_ATTRIBUTES)),
         "trained_attributes": cfg.attributes, "generator_sha256": sha256_of(generator_file),
         "encoder_sha256": sha256_of(encoder_file), "heldout_accuracy": json.dumps(table),
