@@ -197,7 +197,7 @@ def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "
                 f"{generator_file} ({sha256_of(generator_file)[:12]}…): retrain the encoder for this generator "
                 "(`python -m core.train encoder`, see models/face128/ENCODERS.md)")
         decoder = decoder if decoder is not None else load_generator_checkpoint(generator_file)
-        return EncoderModel(encoder, decoder, latent_avg).to(device).eval()
+        return EncoderModel(encoder, decoder, latent_avg, meta.get("latent_space", "w+")).to(device).eval()
     entry = REGISTRY.get(str(name_or_path))
     if entry is not None and entry.kind == "dualstylegan_encoder":
         return load_encoder_checkpoint(path, kind="psp", latent_space="z+").to(device)

@@ -91,6 +91,24 @@ def test_trainer_trains_resumes_and_exports_a_loadable_encoder(arch, tmp_path):
     assert model.encode(torch.zeros(1, 3, 64, 64)).shape == (1, 10, 32)
 
 
+def test_z_plus_encoder_starts_from_a_w_plus_one_and_decodes_through_the_mapping(tmp_path):
+    """DualStyleGAN's encoder: one z per layer, initialised from a W+ encoder's weights, shipped and loaded as Z+."""
+    generator = save_generator(tiny_generator(), tmp_path / "G.safetensors")
+    common = dict(arch="psp", generator=str(generator), synthetic=1.0, identity=0.0, batch=2, device="cpu",
+                  widths="16,16,16,16", units="1,1,1,1", head_width=8, log_kimg=0.002, sample_minutes=0)
+    train(EncoderConfig(out=str(tmp_path / "w"), kimg=0.004, **common))
+    w_plus = export_encoder(tmp_path / "w" / "compact", tmp_path / "w.safetensors")
+    z_run = train(EncoderConfig(out=str(tmp_path / "z"), kimg=0.004, latent_space="z+", init=str(w_plus), **common))
+    assert z_run.nimg == 4 and z_run.latent_avg.abs().max() == 0
+    model = load_encoder(export_encoder(tmp_path / "z" / "compact", tmp_path / "z.safetensors"), generator=generator)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        codes = model.encode(images)
+        mapped = model.decoder.style(codes.flatten(0, 1)).view_as(codes)
+        assert model.latent_space == "z+" and torch.allclose(model.to_wplus(codes), mapped)
+        assert torch.allclose(z_run.encode(images, z_run.encoder.eval()), codes, atol=3e-2)  # float16 export
+
+
 def build_fresh(trainer) -> torch.nn.Module:
     """The same architecture, freshly initialised with the trainer's seed: what training must have moved away from."""
     from core.encoders_io import build_encoder

@@ -9,6 +9,11 @@ Each batch mixes real aligned faces (the prepared shards, on the device) with ge
   and a latent discriminator that tells the encoder's per-layer w from the mapping network's (0.1, R1 10).
 - Style Transformer (Hu et al. 2022): pSp's losses and weights; its queries come from the frozen generator's mapping
   network, so gradients reach the learned seeds `z` through it.
+- `--latent-space z+` (DualStyleGAN, Yang et al. 2022): the encoder predicts one z per layer, which the frozen
+  mapping network turns into W+; codes stay in the Gaussian the mapping network was trained on, which is what
+  DualStyleGAN's destylisation and style path expect. The latent loss compares the mapped W+ with the true one.
+
+`--init` starts from another encoder's weights (same network), e.g. a Z+ encoder from the shipped pSp.
 
 The identity network is FaceNet (`core.nets.facenet`, a torch port of the graph `core.identity` runs with OpenCV),
 on the same fixed crop of the aligned face. Evaluation reports dlib's descriptor distance beside FaceNet's
@@ -31,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core import identity
 from core.data import decode_shard
-from core.encoders_io import ENCODER_FORMAT, build_encoder
+from core.encoders_io import ENCODER_FORMAT, build_encoder, read_encoder_file
 from core.faces import from_uint8
 from core.measures import lpips_distance
 from core.nets.encoders import LatentDiscriminator
@@ -41,7 +46,7 @@ from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import RunConfig, full, half, launch, read_parts, save_image_grid, write_parts
 
-NETWORK_FIELDS = ("arch", "backbone", "widths", "units", "head_width", "ff_dim")
+NETWORK_FIELDS = ("arch", "latent_space", "backbone", "widths", "units", "head_width", "ff_dim")
 
 
 @dataclass
@@ -49,10 +54,12 @@ class EncoderConfig(RunConfig):
     """Every knob of an encoder run; loss weights default to the papers' face-encoding settings."""
 
     arch: str = "psp"  # psp | e4e | style_transformer
+    latent_space: str = "w+"  # w+ | z+ (one z per layer, mapped by the generator's frozen mapping network)
     generator: str = "default"  # registry name or generator file (frozen)
     data: str = ""  # prepared shards (train-*.npz, optional heldout-*.npz for the sample grid and held-out loss)
     out: str = "runs/encoder"
     resume: str | None = None
+    init: str = ""  # start from these encoder weights (a compact folder or a shipped .safetensors), at 0 kimg
     # network: an IR-SE pyramid sized for a 128 px input on a 2-core CPU (~7.7M parameters)
     backbone: str = "ir_se"
     widths: str = "32,64,128,256"
@@ -89,7 +96,7 @@ class EncoderConfig(RunConfig):
         return self.identity if self.identity >= 0 else {"e4e": 0.5}.get(self.arch, 0.1)
 
     def network(self) -> dict:
-        return {k: getattr(self, k) for k in NETWORK_FIELDS[1:]}
+        return {k: getattr(self, k) for k in NETWORK_FIELDS[2:]}
 
 
 def load_generator_for(name: str, device: torch.device) -> Generator:
@@ -108,8 +115,13 @@ class EncoderTrainer:
         self.G = load_generator_for(cfg.generator, device)
         torch.manual_seed(cfg.seed)
         self.encoder = build_encoder(cfg.arch, self.G.n_latent, self.G.size, self.G.style_dim, cfg.network())
+        if cfg.latent_space not in ("w+", "z+"):
+            raise ValueError(f"latent_space must be 'w+' or 'z+', not {cfg.latent_space!r}")
+        if cfg.init:
+            self.encoder.load_state_dict(encoder_weights(cfg.init))
         self.encoder = self.encoder.to(device)
-        self.latent_avg = self.G.w_avg.detach().clone().view(1, 1, -1)
+        self.z_plus = cfg.latent_space == "z+"  # z codes are centred on 0, W+ codes on w_avg
+        self.latent_avg = self.G.w_avg.detach().clone().view(1, 1, -1) * (0 if self.z_plus else 1)
         self.opt = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr, fused=device.type == "cuda")
         self.e4e = cfg.arch == "e4e"
         if self.e4e:
@@ -173,6 +185,10 @@ class EncoderTrainer:
             return net(images, self.encoder.query(self.G.style, images.shape[0])).float() + self.latent_avg
         return net(images).float() + self.latent_avg
 
+    def to_wplus(self, codes: torch.Tensor) -> torch.Tensor:
+        """The codes the synthesis network takes: Z+ goes through the mapping network layer by layer."""
+        return self.G.style(codes.flatten(0, 1)).view_as(codes) if self.z_plus else codes
+
     def identity_loss(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         faces = identity.standardise(identity.crop(torch.cat([reconstruction, target]).float()))
         with self._autocast():
@@ -190,7 +206,8 @@ class EncoderTrainer:
             images = real if images is None else torch.cat([real, images])
         with self._autocast():
             codes = self.encode(images, self.net)
-            reconstruction = self.G.synthesis(codes, noise_mode="const").float()
+            wplus = self.to_wplus(codes)
+            reconstruction = self.G.synthesis(wplus, noise_mode="const").float()
         loss = cfg.l2 * F.mse_loss(reconstruction, images)
         self._track("l2", loss)
         if cfg.lpips:
@@ -203,11 +220,11 @@ class EncoderTrainer:
             loss = loss + cfg.identity_weight * value
             self._track("id_loss", value)
         if n_fake and cfg.latent:
-            value = F.mse_loss(codes[-n_fake:], true_ws)
+            value = F.mse_loss(wplus[-n_fake:].float(), true_ws)
             loss = loss + cfg.latent * value
             self._track("latent", value)
         if cfg.w_norm:
-            loss = loss + cfg.w_norm * (codes - self.latent_avg).norm(dim=2).mean()
+            loss = loss + cfg.w_norm * (wplus.float() - self.G.w_avg).norm(dim=2).mean()
         active = self.progressive_stage + 1 if self.e4e else self.G.n_latent
         if self.e4e and cfg.delta_reg and active > 1:
             deltas = (codes[:, 1:active] - codes[:, :1]).norm(dim=2).sum(1).mean()
@@ -248,7 +265,7 @@ class EncoderTrainer:
         if self.heldout is None:
             return {}
         with self._autocast():
-            reconstruction = self.G.synthesis(self.encode(self.heldout), noise_mode="const").float()
+            reconstruction = self.G.synthesis(self.to_wplus(self.encode(self.heldout)), noise_mode="const").float()
         return {"heldout_mse": F.mse_loss(reconstruction, self.heldout),
                 "heldout_lpips": lpips_distance(reconstruction, self.heldout).mean()}
 
@@ -264,7 +281,7 @@ class EncoderTrainer:
         """Held-out faces (or training ones) over their reconstructions, 8 per row."""
         targets = self.heldout[:16] if self.heldout is not None else self.synthetic_batch(16)[0]
         with self._autocast():
-            reconstruction = self.G.synthesis(self.encode(targets), noise_mode="const").float()
+            reconstruction = self.G.synthesis(self.to_wplus(self.encode(targets)), noise_mode="const").float()
         rows = torch.cat([targets[:8], reconstruction[:8], targets[8:], reconstruction[8:]])
         return save_image_grid(rows, path)
 
@@ -308,6 +325,15 @@ def sample_wplus(G: Generator, n: int, psi_min: float = 0.5, mixing: float = 0.5
     return torch.where(layer < cutoff, w[0], w[1])
 
 
+def encoder_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Float32 encoder weights of a compact folder (`EncoderTrainer.save`) or a shipped file (`export_encoder`)."""
+    path = Path(path)
+    tensors = read_parts(path, "encoder") if path.is_dir() else read_encoder_file(path)[0].state_dict()
+    if tensors is None:
+        raise FileNotFoundError(f"{path}: no encoder-*.safetensors parts")
+    return full(tensors)
+
+
 def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
@@ -337,9 +363,10 @@ def export_encoder(compact: str | Path, path: str | Path) -> Path:
     cfg = meta["config"]
     generator = load_generator_for(cfg["generator"], torch.device("cpu"))
     tensors = half(read_parts(compact, "encoder"))
-    tensors["latent_avg"] = generator.w_avg.detach().clone().float()
-    info = {"format": ENCODER_FORMAT, "arch": cfg["arch"], "generator_sha256": meta["generator_sha256"],
-            "network": json.dumps({k: cfg[k] for k in NETWORK_FIELDS[1:] if k in cfg}),
+    z_plus = cfg.get("latent_space", "w+") == "z+"
+    tensors["latent_avg"] = generator.w_avg.detach().clone().float() * (0 if z_plus else 1)
+    info = {"format": ENCODER_FORMAT, "arch": cfg["arch"], "latent_space": cfg.get("latent_space", "w+"), "generator_sha256": meta["generator_sha256"],
+            "network": json.dumps({k: cfg[k] for k in NETWORK_FIELDS[2:] if k in cfg}),
             "kimg": str(round(meta["nimg"] / 1000, 1)), "n_styles": str(generator.n_latent),
             "input_size": str(generator.size), "style_dim": str(generator.style_dim)}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
