@@ -16,6 +16,8 @@ import torch
 from core.checkpoints import load_generator_file
 from core.training.attributes import accuracy_markdown, train_attribute_classifier
 from core.training.directions import ATTRIBUTES, CONDITIONAL, measure_table, train_directions
+from core.training.dualstylegan import DualStyleGANConfig, export_style
+from core.training.dualstylegan import train as train_dualstylegan
 from core.training.encoder import EncoderConfig, export_encoder
 from core.training.encoder import train as train_encoder
 from core.training.reference_edit import ReferenceEditConfig
@@ -62,6 +64,19 @@ REFERENCE_EDIT_HELP = {
     "attributes": "attributes the edit transformer learns to take from a reference",
 }
 
+DUALSTYLEGAN_HELP = {
+    "styles": "folder of style images (any size; aligned here, centre-cropped when no face is found); without it "
+              "only stage II runs, which depends on the generator alone (style runs reuse it: --pretrained)",
+    "kimg": "unused here: each phase has its own length (--finetune-kimg, --pretrain-kimg, --style-kimg)",
+    "name": "the style's name ('' = the folder's name)",
+    "generator": "registry name or generator file of the face model (kept frozen)",
+    "encoder": "the face model's Z+ encoder (registry name or file)",
+    "discriminator": "a compact folder with the face model's D-*.safetensors to start the style D from",
+    "pretrained": "a pretrain/ folder of an earlier run on the same generator: stage II is skipped",
+    "out": "output folder: styles.npz, finetune/, codes.safetensors, pretrain/, style/, NAME.safetensors",
+    "minutes": HELP["minutes"] + "; the next run resumes where this one stopped",
+}
+
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m core train", description=__doc__.split("\n")[0])
@@ -96,6 +111,13 @@ def parser() -> argparse.ArgumentParser:
                                     "and edit transformer (reference-based editing) on encoded faces",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_options(reference, ReferenceEditConfig, REFERENCE_EDIT_HELP)
+    dual = commands.add_parser("dualstylegan", help="train DualStyleGAN on a folder of style images (fine-tune, "
+                               "destylise, progressive fine-tuning) and export the style",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(dual, DualStyleGANConfig, DUALSTYLEGAN_HELP)
+    export_dual = commands.add_parser("export-style", help="write a finished DualStyleGAN run as the shipped style")
+    export_dual.add_argument("run", help="the run's output folder (style/compact, codes.safetensors, styles.npz)")
+    export_dual.add_argument("path", help="output .safetensors (loads with core.style.load_style)")
     directions = commands.add_parser("directions", help="fit InterFaceGAN directions for a generator",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     directions.add_argument("--out", default="models/face128/directions.safetensors")
@@ -139,6 +161,11 @@ def main(argv: list[str] | None = None) -> None:
         train_encoder(EncoderConfig(**args))
     elif command == "reference-edit":
         print(train_reference_edit(ReferenceEditConfig(**args)))
+    elif command == "dualstylegan":
+        path = train_dualstylegan(DualStyleGANConfig(**args))
+        print(path or "stopped before the last phase; run the same command again to continue")
+    elif command == "export-style":
+        print(export_style(args["run"], args["path"]))
     elif command == "export-encoder":
         print(export_encoder(args["compact"], args["path"]))
     else:

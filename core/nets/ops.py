@@ -68,3 +68,20 @@ def upfirdn2d(
         return x[:, :, ::down, ::down] if down > 1 else x
     x = F.pad(x, [p0, p1, p0, p1])
     return F.conv2d(x, weight.flip([2, 3]), stride=down, groups=channels)
+
+
+def quantise_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel int8: (q int8, scale float16 [out]) with weight ~ q * scale."""
+    scale = (weight.flatten(1).abs().amax(1) / 127).clamp_min(1e-12).half()
+    q = (weight / scale.float().view(-1, *[1] * (weight.ndim - 1))).round().clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantise_int8(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `quantise_int8` over a state dict: every `name` with a `name.scale` becomes float32 q * scale."""
+    tensors = dict(tensors)
+    for key in [k for k in tensors if k.endswith(".scale")]:
+        scale, name = tensors.pop(key).float(), key[: -len(".scale")]
+        q = tensors[name].float()
+        tensors[name] = q * scale.view(-1, *[1] * (q.ndim - 1))
+    return tensors

@@ -365,7 +365,8 @@ def export_encoder(compact: str | Path, path: str | Path) -> Path:
     tensors = half(read_parts(compact, "encoder"))
     z_plus = cfg.get("latent_space", "w+") == "z+"
     tensors["latent_avg"] = generator.w_avg.detach().clone().float() * (0 if z_plus else 1)
-    info = {"format": ENCODER_FORMAT, "arch": cfg["arch"], "latent_space": cfg.get("latent_space", "w+"), "generator_sha256": meta["generator_sha256"],
+    info = {"format": ENCODER_FORMAT, "arch": cfg["arch"], "latent_space": cfg.get("latent_space", "w+"),
+            "generator_sha256": meta["generator_sha256"],
             "network": json.dumps({k: cfg[k] for k in NETWORK_FIELDS[2:] if k in cfg}),
             "kimg": str(round(meta["nimg"] / 1000, 1)), "n_styles": str(generator.n_latent),
             "input_size": str(generator.size), "style_dim": str(generator.style_dim)}

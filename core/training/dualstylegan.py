@@ -1,0 +1,505 @@
+"""Train DualStyleGAN for a frozen face generator on a folder of style images (`python -m core train dualstylegan`).
+
+The paper's pipeline (Yang et al., CVPR 2022), one phase after another in `out/`; a phase whose result exists is
+skipped and a phase cut short by the time budget resumes, so a run spans several short GPU calls:
+
+1. `styles.npz` -- the style images aligned like photos (dlib landmarks; a style the detector misses is centre-cropped
+   instead, and the counts are logged) at the generator's size.
+2. `finetune/` -- a copy of the generator fine-tuned on them with the StyleGAN2 trainer (ADA), its discriminator
+   started from a face discriminator when one is given: G' draws the style (toonification).
+3. `codes.safetensors` -- facial destylisation. Each style image S is encoded by the face model's Z+ encoder, the code
+   optimised so that G' reconstructs S (LPIPS + L2, plus the spread of the code across layers, which keeps it a
+   plausible face code), and rendered by the face generator: the destylised face. Its encoding is the exemplar's
+   intrinsic code; the optimised code is its extrinsic code (Z+, mapped by the face generator's mapping network,
+   as the official `style_transfer.py` does).
+4. `pretrain/` -- progressive fine-tuning stage II, structure transfer in the face domain: for faces w1, w2,
+   DualStyleGAN(w1, extrinsic w2, weight 1 on the layers <= l) must draw the face generator's image of w2's first
+   l + 1 layers with w1's others (LPIPS + L2); l grows from 0 to `res_index`. It depends only on the generator, so
+   another run's `pretrain/` can be reused (`--pretrained`).
+5. `style/` -- stage III on the style: each S is reconstructed from its (intrinsic, extrinsic) pair (LPIPS + L2);
+   random faces with random exemplars must fool the style discriminator of step 2 (adversarial, lazy R1), match the
+   exemplar's feature statistics (a style loss on AlexNet features) and stay the same person (FaceNet, as the
+   encoders' identity loss), and the ModRes convolutions stay small (L2).
+
+Only the extrinsic path trains (structure MLP, ModRes blocks, colour transforms); DualStyleGAN starts as the face
+generator exactly and stays it at weight 0. `export_style` ships the extrinsic path (int8 weights with per-row
+scales) and the exemplar codes as one file that `core.style` loads over the base generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from core import identity
+from core.data import list_photos
+from core.faces import NoFaceFound, align_face, from_uint8, load_image, to_uint8
+from core.measures import get_lpips, lpips_distance
+from core.nets.dualstylegan import DualStyleGAN
+from core.nets.ops import quantise_int8
+from core.nets.stylegan2 import Generator
+from core.registry import load_encoder, load_generator, resolve, sha256_of
+from core.training.augment import AdaptiveDiffAugment
+from core.training.data import DeviceImageBank
+from core.training.loss import discriminator_loss, generator_loss, r1_penalty
+from core.training.scaffold import (
+    RunConfig,
+    full,
+    half,
+    read_parts,
+    run,
+    save_image_grid,
+    setup_distributed,
+    write_parts,
+)
+from core.training.stylegan2 import TrainConfig, Trainer
+
+STYLE_FORMAT = "stylegan-playground/dualstylegan-style-v1"
+
+
+@dataclass
+class DualStyleGANConfig(RunConfig):
+    """Every knob of the pipeline; loss weights as the paper's where they carry over."""
+
+    styles: str = ""  # a folder of style images (any size; aligned here); '' = stage II only
+    name: str = ""  # the style's name ('' = the folder's)
+    generator: str = "default"  # the face generator (frozen), registry name or file
+    encoder: str = "face128-psp-zplus"  # its Z+ encoder (registry name or file)
+    discriminator: str = ""  # face discriminator weights (compact folder with D-*.safetensors) for G' ('' = fresh)
+    pretrained: str = ""  # a stage II folder (`pretrain/`) of a run on the same generator: stage II is skipped
+    facenet: str = ""  # FaceNet weights for the identity loss ('' = the converted cache)
+    out: str = "runs/dualstylegan"
+    res_index: int = 6  # ModRes blocks after convs 0..res_index (structure), colour transforms above
+    batch: int = 16
+    amp: bool = True  # bf16 autocast (GPU)
+    # 2. fine-tuning G' on the styles
+    finetune_kimg: float = 20.0
+    finetune_lr: float = 0.002
+    # 3. destylisation
+    destylize_steps: int = 300
+    destylize_lr: float = 0.05
+    destylize_spread: float = 0.5  # weight of the code's spread across layers (std over layers, mean over dims)
+    # 4. stage II
+    pretrain_kimg: float = 200.0
+    # 5. stage III
+    style_kimg: float = 30.0
+    lr: float = 0.002
+    l2: float = 1.0
+    lpips: float = 1.0
+    adversarial: float = 0.1
+    identity: float = 1.0  # FaceNet 1 - cosine between the face and its stylisation (0: off)
+    style_loss: float = 1.0  # feature mean / std matching with the exemplar
+    modres_l2: float = 0.01
+    r1: float = 0.1
+    kimg: float = 0.0  # unused: each phase has its own length
+    sample_minutes: float = 2.0
+
+    @property
+    def style_name(self) -> str:
+        return self.name or Path(self.styles).name
+
+
+# ----------------------------------------------------------------------------------------------------
+# 1. Aligned style images
+
+
+def align_styles(folder: str | Path, size: int) -> tuple[np.ndarray, list[str], list[bool]]:
+    """Every image of `folder` aligned like FFHQ at `size` px -> (uint8 [N, size, size, 3], names, aligned?).
+
+    Strong styles defeat the landmark detector; those images are centre-cropped to a square instead (the style sets
+    here are roughly face-centred portraits), so no exemplar is lost, and the caller reports how many.
+    """
+    pixels, names, aligned = [], [], []
+    for path in list_photos(folder):
+        try:
+            image = align_face(path, size=size).image
+            aligned.append(True)
+        except NoFaceFound:
+            image = load_image(path)
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            image = image.crop((left, top, left + side, top + side)).resize((size, size), resample=3)
+            aligned.append(False)
+        pixels.append(np.asarray(image.convert("RGB")))
+        names.append(path.name)
+    if not pixels:
+        raise FileNotFoundError(f"no images in {folder}")
+    return np.stack(pixels), names, aligned
+
+
+# ----------------------------------------------------------------------------------------------------
+# 2. G' fine-tuned on the styles
+
+
+def finetune_config(cfg: DualStyleGANConfig, G: Generator) -> TrainConfig:
+    g = G.config
+    return TrainConfig(size=g["size"], style_dim=g["style_dim"], n_mlp=g["n_mlp"], channel_base=g["channel_base"],
+                       channel_max=g["channel_max"], batch=cfg.batch, lr=cfg.finetune_lr, kimg=cfg.finetune_kimg,
+                       minutes=cfg.minutes, out=str(Path(cfg.out) / "finetune"), ada_kimg=20.0, amp=cfg.amp,
+                       log_kimg=cfg.log_kimg, sample_minutes=cfg.sample_minutes, seed=cfg.seed, device=cfg.device)
+
+
+def finetune(cfg: DualStyleGANConfig, G: Generator, styles: torch.Tensor, device: torch.device,
+             start: float) -> Trainer:
+    """Toonify: G and a discriminator trained on the style images, starting from the face generator (and D)."""
+    tcfg = finetune_config(cfg, G)
+    bank = DeviceImageBank(styles.permute(0, 3, 1, 2).contiguous().to(device), seed=cfg.seed)
+    trainer = Trainer(tcfg, device, data=bank)
+    compact = Path(tcfg.out) / "compact"
+    if (compact / "meta.json").exists():
+        trainer.load_compact(compact)
+    else:
+        for net in (trainer.G, trainer.G_ema):
+            net.load_state_dict(G.state_dict())
+        if cfg.discriminator:
+            trainer.D.load_state_dict(full(read_parts(Path(cfg.discriminator), "D")))
+    if trainer.nimg < tcfg.kimg * 1000:
+        run(trainer, tcfg, start)
+    return trainer
+
+
+# ----------------------------------------------------------------------------------------------------
+# 3. Destylisation
+
+
+def destylize(cfg: DualStyleGANConfig, G: Generator, G_style: Generator, encoder, styles: torch.Tensor,
+              device: torch.device) -> dict[str, torch.Tensor]:
+    """Exemplar codes: {'extrinsic': Z+ [N, L, D] (optimised on G'), 'intrinsic': Z+ of the destylised faces,
+    'destylized': those faces as uint8 [N, S, S, 3], 'lpips': G'(extrinsic) against S}."""
+    targets = from_uint8(styles).to(device)
+    with torch.no_grad():
+        start = torch.cat([encoder.encode(chunk) for chunk in targets.split(64)])
+    code = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([code], lr=cfg.destylize_lr)
+    map_style = lambda z, g: g.style(z.flatten(0, 1)).view_as(z)  # noqa: E731  Z+ -> W+ through g's mapping
+    for step in range(cfg.destylize_steps):
+        lr = cfg.destylize_lr * min(1.0, 0.5 * (1 + math.cos(math.pi * step / cfg.destylize_steps)) * 1.2)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        image = G_style.synthesis(map_style(code, G_style), noise_mode="const")
+        loss = (lpips_distance(image, targets).mean() + F.mse_loss(image, targets)
+                + cfg.destylize_spread * code.std(1).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        code = code.detach()
+        reconstruction = G_style.synthesis(map_style(code, G_style), noise_mode="const")
+        faces = torch.cat([G.synthesis(map_style(chunk, G), noise_mode="const") for chunk in code.split(64)])
+        intrinsic = torch.cat([encoder.encode(chunk) for chunk in faces.split(64)])
+        distance = lpips_distance(reconstruction, targets)
+    return {"extrinsic": code.cpu(), "intrinsic": intrinsic.cpu(), "destylized": to_uint8(faces).contiguous(),
+            "lpips": distance.cpu()}
+
+
+# ----------------------------------------------------------------------------------------------------
+# 4-5. Progressive fine-tuning of the extrinsic path
+
+
+def extrinsic_state(model: DualStyleGAN) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("generator.")}
+
+
+def extrinsic_parameters(model: DualStyleGAN) -> list[torch.nn.Parameter]:
+    return [p for n, p in model.named_parameters() if not n.startswith("generator.")]
+
+
+class ExtrinsicTrainer:
+    """Stage II (`stage='pretrain'`, face domain) or III (`'style'`, with exemplars and a style discriminator)."""
+
+    def __init__(self, cfg: DualStyleGANConfig, stage: str, G: Generator, device: torch.device, *,
+                 codes: dict | None = None, styles: torch.Tensor | None = None, D: torch.nn.Module | None = None):
+        self.cfg, self.stage, self.device, self.rank = cfg, stage, device, 0
+        self.G = G.eval().requires_grad_(False)
+        torch.manual_seed(cfg.seed)
+        self.model = DualStyleGAN.over(G, res_index=cfg.res_index).to(device)
+        self.params = extrinsic_parameters(self.model)
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, betas=(0.0, 0.99), fused=device.type == "cuda")
+        self.n = G.n_latent
+        self.nimg = self.step_index = 0
+        self.stats: dict[str, list] = {}
+        self.sample_w = G.mapping(torch.randn(8, G.style_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(
+            device), truncation_psi=0.7)
+        if stage == "style":
+            self.styles = from_uint8(styles).to(device)
+            self.intrinsic = self.to_w(codes["intrinsic"].float().to(device))
+            self.extrinsic = self.to_w(codes["extrinsic"].float().to(device))
+            self.D = D.to(device).train().requires_grad_(True)
+            self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.0, 0.99),
+                                          fused=device.type == "cuda")
+            self.augment = AdaptiveDiffAugment(p=0.2, adaptive=True, speed_kimg=20.0).to(device)
+            self.alex = get_lpips("alex", device).eval().requires_grad_(False)
+            self.facenet = None
+            if cfg.identity > 0:
+                from core.nets.facenet import load_facenet
+
+                self.facenet = load_facenet(cfg.facenet or None, device=device).eval().requires_grad_(False)
+
+    def to_w(self, z_plus: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.G.style(z_plus.flatten(0, 1)).view_as(z_plus)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _track(self, name: str, value: torch.Tensor) -> None:
+        total = self.stats.setdefault(name, [torch.zeros((), device=self.device), 0])
+        total[0] += value.detach().float()
+        total[1] += 1
+
+    def faces(self, n: int, psi: float = 0.7) -> torch.Tensor:
+        with torch.no_grad():
+            return self.G.mapping(torch.randn(n, self.G.style_dim, device=self.device), truncation_psi=psi)
+
+    def render(self, w: torch.Tensor, extrinsic: torch.Tensor | None, weights: list[float]) -> torch.Tensor:
+        noise = self.G.noise_maps("const", w.shape[0], self.device)
+        w = w if w.ndim == 3 else w.unsqueeze(1).expand(-1, self.n, -1)
+        return self.model.synthesis(w, extrinsic, weights, self.n, noise).float()
+
+    @property
+    def structure_layers(self) -> int:
+        """Stage II: how many coarse layers (from 0) the extrinsic face may change at this point of training."""
+        progress = self.nimg / max(self.cfg.pretrain_kimg * 1000, 1)
+        return min(self.cfg.res_index + 1, 1 + int(progress * 1.5 * (self.cfg.res_index + 1)))
+
+    def reconstruction_loss(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            perceptual = lpips_distance(image, target).float().mean()
+        l2 = F.mse_loss(image, target)
+        self._track("lpips", perceptual)
+        self._track("l2", l2)
+        return self.cfg.lpips * perceptual + self.cfg.l2 * l2
+
+    def step(self) -> None:
+        loss = self.pretrain_loss() if self.stage == "pretrain" else self.style_loss()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self._track("loss", loss)
+        if self.stage == "style":
+            self.discriminator_step()
+        self.nimg += self.cfg.batch
+        self.step_index += 1
+
+    def pretrain_loss(self) -> torch.Tensor:
+        """DualStyleGAN(w1, ex w2, 1 on layers <= l) against g(w2 on layers <= l, w1 above), l per sample."""
+        b = self.cfg.batch
+        w1, w2 = self.faces(b, psi=1.0), self.faces(b, psi=1.0)
+        layers = torch.randint(0, self.structure_layers, (), device="cpu").item()
+        mixed = torch.cat([w2[:, None].expand(-1, layers + 1, -1), w1[:, None].expand(-1, self.n - layers - 1, -1)], 1)
+        with torch.no_grad(), self._autocast():
+            target = self.G.synthesis(mixed, noise_mode="const").float()
+        weights = [1.0] * (layers + 1) + [0.0] * (self.n - layers - 1)
+        with self._autocast():
+            image = self.render(w1, w2, weights)
+        return self.reconstruction_loss(image, target)
+
+    def feature_statistics(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        features = self.alex.net(self.alex.scaling_layer(images))
+        return [(f.float().mean((2, 3)), f.float().std((2, 3))) for f in features]
+
+    def style_loss(self) -> torch.Tensor:
+        cfg, b = self.cfg, self.cfg.batch
+        ones = [1.0] * self.n
+        pick = torch.randint(len(self.styles), (b,), device=self.device)
+        with self._autocast():
+            rebuilt = self.render(self.intrinsic[pick], self.extrinsic[pick], ones)
+        loss = self.reconstruction_loss(rebuilt, self.styles[pick])
+        w = self.faces(b)
+        with self._autocast():
+            fake = self.render(w, self.extrinsic[pick], ones)
+            adversarial = generator_loss(self.D(self.augment(fake)))
+            with torch.no_grad():
+                self.last_fake = fake.detach()
+            fake_stats = self.feature_statistics(fake)
+            with torch.no_grad():
+                real_stats = self.feature_statistics(self.styles[pick])
+        style = sum(F.mse_loss(m, rm) + F.mse_loss(s, rs) for (m, s), (rm, rs) in zip(fake_stats, real_stats,
+                                                                                       strict=True))
+        loss = loss + cfg.adversarial * adversarial + cfg.style_loss * style
+        self._track("adv", adversarial)
+        self._track("style", style)
+        if self.facenet is not None:
+            with torch.no_grad(), self._autocast():
+                face = self.G.synthesis(w, noise_mode="const").float()
+            crops = identity.standardise(identity.crop(torch.cat([fake, face])))
+            with self._autocast():
+                a, f = self.facenet(crops).float().chunk(2)
+            kept = (1 - F.cosine_similarity(a, f.detach(), dim=1)).mean()
+            loss = loss + cfg.identity * kept
+            self._track("id_loss", kept)
+        if cfg.modres_l2:
+            size = sum(block.conv[0].weight.square().mean() + block.conv2[0].weight.square().mean()
+                       for block in self.model.res[: cfg.res_index + 1])
+            loss = loss + cfg.modres_l2 * size
+        return loss
+
+    def discriminator_step(self) -> None:
+        real = self.styles[torch.randint(len(self.styles), (self.cfg.batch,), device=self.device)]
+        real = torch.where(torch.rand(len(real), 1, 1, 1, device=self.device) < 0.5, real, real.flip(3))
+        real = self.augment(real)
+        with self._autocast():
+            fake_logits, real_logits = self.D(self.augment(self.last_fake)), self.D(real)
+            loss = discriminator_loss(fake_logits, real_logits)
+        if self.step_index % 16 == 0:
+            penalty, logits = r1_penalty(self.D, real)
+            loss = loss + penalty * (self.cfg.r1 / 2) * 16 + 0 * logits.float().sum()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        self.augment.observe(real_logits)
+        if self.step_index % 4 == 3:
+            self.augment.adjust(self.cfg.batch * 4)
+        self._track("loss_D", loss)
+
+    def pop_stats(self) -> dict[str, float]:
+        stats = {n: total / count for n, (total, count) in self.stats.items()}
+        self.stats = {}
+        values = dict(zip(stats, torch.stack(list(stats.values())).tolist(), strict=True)) if stats else {}
+        return values | ({"layers": self.structure_layers} if self.stage == "pretrain" else {"aug_p": float(
+            self.augment.p)})
+
+    @torch.no_grad()
+    def sample_grid(self, path: str | Path) -> Path:
+        """Stage II: faces | their coarse layers swapped in by the extrinsic path. III: faces x 4 exemplars."""
+        w = self.sample_w
+        rows = [self.G.synthesis(w, noise_mode="const")]
+        if self.stage == "pretrain":
+            other = w.roll(1, 0)
+            rows.append(self.render(w, other, [1.0] * (self.cfg.res_index + 1) + [0.0] * (self.n - self.cfg.res_index
+                                                                                         - 1)))
+        else:
+            for i in torch.linspace(0, len(self.styles) - 1, 4).long().tolist():
+                rows.append(self.render(w, self.extrinsic[i : i + 1].expand(len(w), -1, -1), [1.0] * self.n))
+        return save_image_grid(torch.cat(rows).float().clamp(-1, 1), path)
+
+    def save(self, folder: Path) -> None:
+        compact = Path(folder) / "compact"
+        compact.mkdir(parents=True, exist_ok=True)
+        write_parts(compact, "extrinsic", half(extrinsic_state(self.model)))
+        if self.stage == "style":
+            write_parts(compact, "D", half(self.D.state_dict()))
+        meta = {"nimg": self.nimg, "step": self.step_index, "stage": self.stage,
+                "config": dataclasses.asdict(self.cfg), "generator_sha256": sha256_of(resolve(self.cfg.generator))}
+        (compact / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+    def load(self, folder: str | Path, weights_only: bool = False) -> None:
+        """Resume from `save`'s compact folder; `weights_only`: take its extrinsic path and start at 0 images."""
+        folder = Path(folder)
+        self.model.load_state_dict(full(read_parts(folder, "extrinsic")), strict=False)
+        if weights_only:
+            return
+        meta = json.loads((folder / "meta.json").read_text())
+        if self.stage == "style" and (tensors := read_parts(folder, "D")) is not None:
+            self.D.load_state_dict(full(tensors))
+        self.nimg, self.step_index = meta["nimg"], meta["step"]
+        torch.manual_seed(self.cfg.seed + self.nimg)
+
+
+def phase_done(folder: Path, kimg: float) -> bool:
+    meta = folder / "compact" / "meta.json"
+    return meta.exists() and json.loads(meta.read_text())["nimg"] >= kimg * 1000
+
+
+def pretrain(cfg: DualStyleGANConfig, G: Generator, device: torch.device, start: float) -> Path | None:
+    """Stage II in `cfg.pretrained` (or `out/pretrain`) until done; its folder when it is, None when time ran out."""
+    folder = Path(cfg.pretrained) if cfg.pretrained else Path(cfg.out) / "pretrain"
+    if not phase_done(folder, cfg.pretrain_kimg):
+        stage2 = ExtrinsicTrainer(cfg, "pretrain", G, device)
+        if (folder / "compact" / "meta.json").exists():
+            stage2.load(folder / "compact")
+        run(stage2, dataclasses.replace(cfg, kimg=cfg.pretrain_kimg, out=str(folder)), start)
+        if stage2.nimg < cfg.pretrain_kimg * 1000:
+            return None
+    return folder
+
+
+def train(cfg: DualStyleGANConfig) -> Path | None:
+    """Run the phases that are not done yet within `cfg.minutes`; returns the exported style file when all are.
+    Without `cfg.styles` only stage II runs (it depends on the generator alone; style runs reuse it)."""
+    import time
+
+    start = time.time()
+    _, _, device = setup_distributed(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
+    G = load_generator(cfg.generator, device).requires_grad_(False)
+    if not cfg.styles:
+        return pretrain(cfg, G, device, start)
+    styles_file = out / "styles.npz"
+    if not styles_file.exists():
+        pixels, names, aligned = align_styles(cfg.styles, G.size)
+        np.savez(styles_file, pixels=pixels, names=np.array(names), aligned=np.array(aligned))
+        print(f"{len(names)} style images: {sum(aligned)} aligned by landmarks, {len(names) - sum(aligned)} "
+              "centre-cropped (no face found)", flush=True)
+    with np.load(styles_file) as saved:
+        styles = torch.from_numpy(saved["pixels"])
+
+    tuner = finetune(cfg, G, styles, device, start)
+    if tuner.nimg < cfg.finetune_kimg * 1000:
+        return None
+    codes_file = out / "codes.safetensors"
+    if not codes_file.exists():
+        encoder = load_encoder(cfg.encoder, device, generator=cfg.generator, decoder=G).eval()
+        if encoder.latent_space != "z+":
+            raise ValueError(f"{cfg.encoder} encodes into {encoder.latent_space}; destylisation needs a Z+ encoder")
+        save_file(destylize(cfg, G, tuner.G_ema.requires_grad_(False), encoder, styles, device), str(codes_file))
+    codes = load_file(str(codes_file))
+    pretrained = pretrain(cfg, G, device, start)
+    if pretrained is None:
+        return None
+    stage3 = ExtrinsicTrainer(cfg, "style", G, device, codes=codes, styles=styles, D=tuner.D)
+    style_dir = out / "style"
+    if (style_dir / "compact" / "meta.json").exists():
+        stage3.load(style_dir / "compact")
+    else:
+        stage3.load(pretrained / "compact", weights_only=True)
+    run(stage3, dataclasses.replace(cfg, kimg=cfg.style_kimg, out=str(style_dir)), start)
+    if stage3.nimg < cfg.style_kimg * 1000:
+        return None
+    return export_style(out, out / f"{cfg.style_name}.safetensors")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shipping a style
+
+
+def export_style(out: str | Path, path: str | Path) -> Path:
+    """One file per style: the trained extrinsic path (matrices as int8 with per-row float16 scales, the rest
+    float16), the exemplars' extrinsic and intrinsic Z+ codes (float16), their file names, and in the metadata the
+    base generator's sha256, `res_index`, and how the style images were aligned."""
+    out = Path(out)
+    meta = json.loads((out / "style" / "compact" / "meta.json").read_text())
+    cfg = meta["config"]
+    tensors = {}
+    for key, value in full(read_parts(out / "style" / "compact", "extrinsic")).items():
+        if value.ndim >= 2:
+            tensors[key], tensors[f"{key}.scale"] = quantise_int8(value)
+        else:
+            tensors[key] = value.half()
+    codes = load_file(str(out / "codes.safetensors"))
+    with np.load(out / "styles.npz") as saved:
+        names, aligned = [str(n) for n in saved["names"]], saved["aligned"].tolist()
+    tensors["exemplars.extrinsic"] = codes["extrinsic"].half()
+    tensors["exemplars.intrinsic"] = codes["intrinsic"].half()
+    info = {"format": STYLE_FORMAT, "style": cfg["name"] or Path(cfg["styles"]).name,
+            "generator_sha256": meta["generator_sha256"], "res_index": str(cfg["res_index"]),
+            "exemplars": json.dumps(names), "aligned_by_landmarks": str(sum(aligned)),
+            "kimg": json.dumps({"finetune": cfg["finetune_kimg"], "pretrain": cfg["pretrain_kimg"],
+                                "style": round(meta["nimg"] / 1000, 1)})}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=info)
+    return Path(path)
+

@@ -1,0 +1,56 @@
+"""DualStyleGAN trained here: the pipeline end to end on a tiny generator (CPU, a few steps), and the style file."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+from official import shared
+from safetensors.torch import load_file
+from test_encoders import tiny_generator
+
+from core.checkpoints import save_generator
+from core.nets.dualstylegan import DualStyleGAN
+from core.training.dualstylegan import DualStyleGANConfig, train
+from core.training.encoder import EncoderConfig, export_encoder
+from core.training.encoder import train as train_encoder
+
+
+def test_dualstylegan_over_a_generator_draws_the_generator_at_weight_zero():
+    G = tiny_generator()
+    model = DualStyleGAN.over(G, res_index=4)
+    for p in model.parameters():  # an extrinsic path that would change everything if it were used
+        p.data.add_(torch.randn_like(p) * 0.1)
+    w = G.mapping(torch.randn(2, G.style_dim))[:, None].expand(-1, G.n_latent, -1)
+    ex = G.mapping(torch.randn(2, G.style_dim))[:, None].expand(-1, G.n_latent, -1)
+    noise = G.noise_maps("const", 2)
+    with torch.no_grad():
+        plain = G.synthesis(w, noise_mode="const")
+        assert torch.allclose(model.synthesis(w, ex, [0.0] * G.n_latent, G.n_latent, noise), plain, atol=1e-6)
+        assert not torch.allclose(model.synthesis(w, ex, [1.0] * G.n_latent, G.n_latent, noise), plain, atol=1e-3)
+
+
+def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
+    """Align -> fine-tune G' -> destylise with a Z+ encoder -> stage II -> stage III -> export, a few steps each; a
+    second call with the same output folder finds everything done and only exports again."""
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    for photo in sorted(shared("data/styles/ukiyoe").iterdir())[:3]:
+        shutil.copy(photo, styles / photo.name)
+    generator = save_generator(tiny_generator(), tmp_path / "G.safetensors")
+    train_encoder(EncoderConfig(out=str(tmp_path / "enc"), generator=str(generator), latent_space="z+", synthetic=1.0,
+                                identity=0.0, batch=2, device="cpu", widths="16,16,16,16", units="1,1,1,1",
+                                head_width=8, kimg=0.002, sample_minutes=0))
+    encoder = export_encoder(tmp_path / "enc" / "compact", tmp_path / "zplus.safetensors")
+    cfg = DualStyleGANConfig(styles=str(styles), generator=str(generator), encoder=str(encoder),
+                             out=str(tmp_path / "run"), res_index=4, batch=2, amp=False, finetune_kimg=0.004,
+                             destylize_steps=3, pretrain_kimg=0.004, style_kimg=0.004, identity=0.0, device="cpu",
+                             sample_minutes=0, log_kimg=0.002)
+    path = train(cfg)
+    assert path is not None and path.name == "styles.safetensors"
+    tensors = load_file(str(path))
+    assert tensors["exemplars.extrinsic"].shape == (3, 10, 32) and tensors["exemplars.intrinsic"].shape == (3, 10, 32)
+    assert tensors["res.0.conv.0.weight"].dtype == torch.int8 and "res.0.conv.0.weight.scale" in tensors
+    for phase in ("finetune", "pretrain", "style"):
+        assert (tmp_path / "run" / phase / "compact" / "meta.json").exists()
+    assert train(cfg) == path  # nothing left to do: phases are skipped
