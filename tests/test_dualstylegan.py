@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 from official import shared
 from safetensors.torch import load_file
 from test_encoders import tiny_generator
 
-from core.checkpoints import save_generator
+from core.checkpoints import CheckpointError, save_generator
 from core.nets.dualstylegan import DualStyleGAN
+from core.style import load_style
 from core.training.dualstylegan import DualStyleGANConfig, train
 from core.training.encoder import EncoderConfig, export_encoder
 from core.training.encoder import train as train_encoder
@@ -54,3 +56,14 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     for phase in ("finetune", "pretrain", "style"):
         assert (tmp_path / "run" / phase / "compact" / "meta.json").exists()
     assert train(cfg) == path  # nothing left to do: phases are skipped
+
+    style = load_style(path, generator=generator)
+    assert style.name == "styles" and len(style.exemplars) == 3 and style.model.res_index == 4
+    content = torch.randn(2, 10, 32)
+    with torch.no_grad():
+        face = style.generator.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
+        assert torch.equal(style.transfer(content, 1, [0.0] * 10), face)
+        assert style.transfer(content, 2, style.weights(1.0, 1.0)).shape == (2, 3, 64, 64)
+        assert style.sample_exemplars(4, seed=1).shape == (4, 10, 32)
+    with pytest.raises(CheckpointError, match="retrain"):
+        load_style(path, generator=save_generator(tiny_generator(1), tmp_path / "other.safetensors"))

@@ -48,6 +48,7 @@ from core.nets.dualstylegan import DualStyleGAN
 from core.nets.ops import quantise_int8
 from core.nets.stylegan2 import Generator
 from core.registry import load_encoder, load_generator, resolve, sha256_of
+from core.style import STYLE_FORMAT
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
@@ -62,8 +63,6 @@ from core.training.scaffold import (
     write_parts,
 )
 from core.training.stylegan2 import TrainConfig, Trainer
-
-STYLE_FORMAT = "stylegan-playground/dualstylegan-style-v1"
 
 
 @dataclass
@@ -112,16 +111,24 @@ class DualStyleGANConfig(RunConfig):
 # 1. Aligned style images
 
 
+def aligned_style(path: Path, size: int):
+    """dlib's HOG detector first (fast), its CNN detector when HOG misses (it finds far more drawn faces)."""
+    try:
+        return align_face(path, size=size).image
+    except NoFaceFound:
+        return align_face(path, size=size, detector="cnn").image
+
+
 def align_styles(folder: str | Path, size: int) -> tuple[np.ndarray, list[str], list[bool]]:
     """Every image of `folder` aligned like FFHQ at `size` px -> (uint8 [N, size, size, 3], names, aligned?).
 
-    Strong styles defeat the landmark detector; those images are centre-cropped to a square instead (the style sets
+    Strong styles defeat the face detectors; those images are centre-cropped to a square instead (the style sets
     here are roughly face-centred portraits), so no exemplar is lost, and the caller reports how many.
     """
     pixels, names, aligned = [], [], []
     for path in list_photos(folder):
         try:
-            image = align_face(path, size=size).image
+            image = aligned_style(path, size)
             aligned.append(True)
         except NoFaceFound:
             image = load_image(path)

@@ -1,0 +1,177 @@
+"""Exemplar-based style transfer (DualStyleGAN, Yang et al. 2022) with the styles trained here.
+
+    from core.style import load_style, stylize
+    style = load_style("fantasy")                               # a shipped style (see `style_names()`)
+    result = stylize("me.jpg", style, exemplar=3, structure=0.6, color=1.0)
+    result.images["stylized"], result.measures
+
+A style file (`core.training.dualstylegan.export_style`) holds DualStyleGAN's extrinsic path trained for one base
+generator (int8 matrices with per-row scales) and the Z+ codes of its exemplars: the extrinsic code (the exemplar's
+style) and the intrinsic one (its destylised face). The base generator is loaded once and shared; its sha256 is
+checked. The content is the photo's Z+ code from the base generator's Z+ encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from core import identity
+from core.checkpoints import CheckpointError, read_safetensors
+from core.faces import ImageSource
+from core.inversion import as_targets
+from core.nets.dualstylegan import DualStyleGAN
+from core.nets.encoders import EncoderModel
+from core.nets.ops import dequantise_int8
+from core.nets.stylegan2 import Generator
+from core.registry import REGISTRY, available, load_generator, resolve_kind, sha256_of
+
+STYLE_FORMAT = "stylegan-playground/dualstylegan-style-v1"
+STYLE_PREFIX = "face128-style-"  # registry names of the shipped styles: face128-style-<style>
+
+
+def style_names(generator: str = "default") -> list[str]:
+    """The shipped styles made for `generator`, by their short names (registry order)."""
+    return [e.extra.get("style", e.name) for e in available("style") if generator in e.extra.get("generators", ())]
+
+
+def style_entry(name: str) -> str:
+    """A short style name ('fantasy') or a registry name or a file -> what `resolve` takes."""
+    return f"{STYLE_PREFIX}{name}" if f"{STYLE_PREFIX}{name}" in REGISTRY else name
+
+
+@dataclass
+class Style:
+    """One style over its base generator: DualStyleGAN and the exemplars' Z+ codes [N, n_latent, D]."""
+
+    name: str
+    model: DualStyleGAN
+    extrinsic: torch.Tensor
+    intrinsic: torch.Tensor
+    exemplars: tuple[str, ...]
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def generator(self) -> Generator:
+        return self.model.generator
+
+    def to_w(self, z_plus: torch.Tensor) -> torch.Tensor:
+        """Z+ -> W+ through the base generator's mapping network, layer by layer."""
+        return self.generator.style(z_plus.flatten(0, 1)).view_as(z_plus)
+
+    def weights(self, structure: float = 0.6, color: float = 1.0, *, structure_only: bool = False) -> list[float]:
+        """Per-layer weights from the two sliders; `structure_only` switches the colour path off."""
+        return self.model.blend_weights(structure, 0.0 if structure_only else color)
+
+    def exemplar_code(self, exemplar: int | torch.Tensor) -> torch.Tensor:
+        """An exemplar's extrinsic Z+ code [1, n, D]: by index, or a code passed through (a user's, a sample)."""
+        if isinstance(exemplar, torch.Tensor):
+            return exemplar.reshape(1, *self.extrinsic.shape[1:]).to(self.extrinsic)
+        if not 0 <= exemplar < len(self.extrinsic):
+            raise ValueError(f"exemplar must be an index below {len(self.extrinsic)} for the {self.name} style")
+        return self.extrinsic[exemplar : exemplar + 1]
+
+    @torch.no_grad()
+    def sample_exemplars(self, n: int = 1, seed: int = 0) -> torch.Tensor:
+        """The exemplar sampler: random extrinsic codes [n, L, D] from a Gaussian with the exemplars' mean and
+        covariance (drawn in their span, so a sample mixes the style's looks rather than leaving them)."""
+        codes = self.extrinsic.flatten(1).float()
+        mean = codes.mean(0)
+        noise = torch.randn(n, len(codes), generator=torch.Generator().manual_seed(seed)).to(codes)
+        return (mean + noise @ (codes - mean) / len(codes) ** 0.5).view(n, *self.extrinsic.shape[1:])
+
+    @torch.no_grad()
+    def transfer(self, content: torch.Tensor, exemplar: int | torch.Tensor, weights: list[float] | None = None, *,
+                 preserve_color: bool = False) -> torch.Tensor:
+        """Content Z+ codes [B, n, D] in the style of one exemplar -> images [B, 3, S, S] in [-1, 1].
+
+        `weights`: per layer (`weights(structure, color)`; all 0 draws the base generator's face exactly);
+        `preserve_color` keeps the content's own fine-layer code in the exemplar (only its structure is taken)."""
+        content_w = self.to_w(content.float())
+        ex_w = self.to_w(self.exemplar_code(exemplar)).expand_as(content_w)
+        if preserve_color:
+            ex_w = torch.cat([ex_w[:, : self.model.res_index + 1], content_w[:, self.model.res_index + 1 :]], 1)
+        noise = self.generator.noise_maps("const", len(content), content.device)
+        weights = weights if weights is not None else self.weights()
+        return self.model.synthesis(content_w, ex_w, weights, self.model.n_latent, noise).clamp(-1, 1)
+
+    @torch.no_grad()
+    def destylized(self, exemplar: int) -> torch.Tensor:
+        """The exemplar's destylised face: the base generator's image of its intrinsic code [1, 3, S, S]."""
+        return self.generator.synthesis(self.to_w(self.intrinsic[exemplar : exemplar + 1]),
+                                        noise_mode="const").clamp(-1, 1)
+
+
+def read_style(path: str | os.PathLike, generator: Generator) -> Style:
+    """A file of `export_style` over `generator` (shared; its sha256 is checked by `load_style`)."""
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != STYLE_FORMAT:
+        raise CheckpointError(f"{path}: not a {STYLE_FORMAT} file (metadata {sorted(meta)[:6]})")
+    extrinsic = tensors.pop("exemplars.extrinsic").float()
+    intrinsic = tensors.pop("exemplars.intrinsic").float()
+    model = DualStyleGAN.over(generator, res_index=int(meta["res_index"]))
+    missing, unexpected = model.load_state_dict(dequantise_int8(tensors), strict=False)
+    if unexpected or any(not k.startswith("generator.") for k in missing):
+        raise CheckpointError(f"{path}: weights do not fit DualStyleGAN over this generator "
+                              f"(missing {[k for k in missing if not k.startswith('generator.')][:4]}, "
+                              f"unexpected {unexpected[:4]})")
+    device = next(generator.parameters()).device
+    return Style(meta["style"], model.eval(), extrinsic.to(device), intrinsic.to(device),
+                 tuple(json.loads(meta["exemplars"])), meta)
+
+
+def load_style(name_or_path: str | os.PathLike, *, generator: str | os.PathLike = "default",
+               decoder: Generator | None = None, device: str | torch.device = "cpu") -> Style:
+    """A shipped style by short name ('fantasy'), registry name or file, over `generator` (or the already loaded
+    `decoder`), refused with "retrain" when the file was trained for another generator."""
+    path = resolve_kind(style_entry(str(name_or_path)), ("style",))
+    generator_file = resolve_kind(generator, ("generator",))
+    _, meta = read_safetensors(path, tensors=False)
+    if sha256_of(generator_file) != meta.get("generator_sha256"):
+        raise CheckpointError(f"{path} was trained for another generator than {generator_file}: retrain the style "
+                              "(`python -m core train dualstylegan`, see models/face128/STYLES.md)")
+    decoder = decoder if decoder is not None else load_generator(generator_file, device)
+    return read_style(path, decoder.requires_grad_(False))
+
+
+@dataclass
+class StyleResult:
+    """One stylisation: the aligned face, the base generator's reconstruction of its code ("the result is based on
+    this"), the exemplar's image and destylised face when it has them, the result; codes and measures."""
+
+    images: dict[str, torch.Tensor]  # [1, 3, S, S] in [-1, 1]: "photo", "reconstruction", "stylized", ...
+    content: torch.Tensor  # the photo's Z+ code [1, n, D]
+    measures: dict[str, float]
+
+
+@torch.no_grad()
+def encode_zplus(encoder: EncoderModel, image: ImageSource | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An aligned face (or any image of one) -> (image [1, 3, S, S] at the generator's size, its Z+ code)."""
+    if encoder.latent_space != "z+":
+        raise ValueError(f"style transfer needs a Z+ encoder; this one encodes into {encoder.latent_space}")
+    size = encoder.decoder.size
+    target = as_targets([image], size).to(encoder.latent_avg.device)
+    resized = torch.nn.functional.interpolate(target, size=encoder.encoder.input_size, mode="area")
+    return target, encoder.encode(resized)
+
+
+@torch.no_grad()
+def stylize(photo: ImageSource | torch.Tensor, style: Style, encoder: EncoderModel, exemplar: int | torch.Tensor = 0,
+            *, structure: float = 0.6, color: float = 1.0, weights: list[float] | None = None,
+            structure_only: bool = False, preserve_color: bool = False) -> StyleResult:
+    """An aligned photo in the style of one exemplar (an index, or a Z+ code: `encode_zplus` of a user's image, or a
+    `sample_exemplars` draw), with FaceNet identity between the reconstruction and the result."""
+    target, content = encode_zplus(encoder, photo)
+    reconstruction = style.generator.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
+    weights = weights if weights is not None else style.weights(structure, color, structure_only=structure_only)
+    stylized = style.transfer(content, exemplar, weights, preserve_color=preserve_color)
+    images = {"photo": target, "reconstruction": reconstruction, "stylized": stylized}
+    if isinstance(exemplar, int):
+        images["destylized"] = style.destylized(exemplar)
+    similarity = identity.similarity(identity.embed(stylized), identity.embed(reconstruction))[0].item()
+    measures = {"identity": similarity, "same_person": float(similarity > identity.SAME_PERSON)}
+    return StyleResult(images, content, measures)
+
