@@ -226,6 +226,96 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------
+# stylize
+
+
+def add_stylize_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "stylize", help="exemplar-based style transfer (DualStyleGAN): restyle a face photo after an artistic exemplar",
+        description="Align the photo, encode it into Z+, and render it with a shipped style's exemplar (an index, "
+        "your own image, or a random draw of the style's exemplar sampler). Writes <out>/ photo.png, "
+        "reconstruction.png (the face the result is based on), stylized.png, exemplar.png (the exemplar's "
+        "destylised face, or your aligned exemplar), strip.png and metrics.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("photo", type=Path, nargs="?", help="the face to restyle")
+    parser.add_argument("--list", action="store_true", help="print the shipped styles for --model, one per line")
+    parser.add_argument("--style", help="a shipped style's name (default: the first), or a style file")
+    parser.add_argument("--exemplar", default="0", help="the style's exemplar index, or an image file of your own")
+    parser.add_argument("--random-exemplar", type=int, metavar="SEED",
+                        help="instead of --exemplar: a random exemplar from the style's sampler")
+    parser.add_argument("--structure", type=float, default=0.6, help="structure weight (coarse layers)")
+    parser.add_argument("--color", type=float, default=1.0, help="colour weight (fine layers)")
+    parser.add_argument("--structure-only", action="store_true", help="take no colour from the exemplar")
+    parser.add_argument("--preserve-color", action="store_true", help="keep the photo's own colours")
+    parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
+    parser.add_argument("--encoder", help="Z+ encoder: registry name or file (default: the one for --model)")
+    parser.add_argument("--aligned", action="store_true", help="the photo is an aligned crop already: only resize")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free)")
+    parser.add_argument("--out", type=Path, help="output folder (required unless --list)")
+    parser.set_defaults(run=run_stylize)
+
+
+def run_stylize(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from core.checkpoints import CheckpointError
+    from core.faces import ImageError, pil_to_tensor, to_uint8
+    from core.registry import load_encoder, load_generator, made_for
+    from core.style import align_exemplar, encode_zplus, load_style, style_names, stylize
+    from core.threads import use_threads
+
+    names = style_names(args.model)
+    if args.list:
+        print("\n".join(names))
+        return 0
+    if args.photo is None or args.out is None:
+        print("stylize needs a PHOTO and --out (or --list)", file=sys.stderr)
+        return 2
+    use_threads(args.threads)
+    exemplar_image = None
+    try:
+        if not (args.style or names):
+            raise KeyError(f"no style is shipped for the model {args.model!r}; pass a style file with --style")
+        G = load_generator(args.model)
+        style = load_style(args.style or names[0], generator=args.model, decoder=G)
+        encoder = load_encoder(args.encoder or made_for("dualstylegan_encoder", args.model), generator=args.model,
+                               decoder=G)
+        crop = aligned_photo(args.photo, G.size, args.aligned)
+        if args.random_exemplar is not None:
+            exemplar = style.sample_exemplars(1, seed=args.random_exemplar)
+        elif args.exemplar.isdigit():
+            exemplar = int(args.exemplar)
+            style.exemplar_code(exemplar)  # the index is checked before any work
+        else:
+            exemplar_image, _ = align_exemplar(args.exemplar, G.size)
+            exemplar = encode_zplus(encoder, exemplar_image)[1]
+    except (PhotoError, CheckpointError, ImageError, KeyError, FileNotFoundError, ValueError) as err:
+        print(f"cannot stylize: {err}", file=sys.stderr)
+        return 2
+    result = stylize(crop, style, encoder, exemplar, structure=args.structure, color=args.color,
+                     structure_only=args.structure_only, preserve_color=args.preserve_color)
+    images = dict(result.images)
+    if exemplar_image is not None:
+        images["exemplar"] = pil_to_tensor(exemplar_image)
+    elif "destylized" in images:
+        images["exemplar"] = images.pop("destylized")
+    args.out.mkdir(parents=True, exist_ok=True)
+    pictures = {name: to_uint8(image)[0].numpy() for name, image in images.items()}
+    for name, picture in pictures.items():
+        Image.fromarray(picture).save(args.out / f"{name}.png")
+    Image.fromarray(np.concatenate(list(pictures.values()), 1)).save(args.out / "strip.png")
+    report = {"photo": str(args.photo), "style": style.name, "exemplar": args.exemplar if args.random_exemplar is None
+              else f"random:{args.random_exemplar}", "structure": args.structure, "color": args.color,
+              "structure_only": args.structure_only, "preserve_color": args.preserve_color,
+              "measures": result.measures}
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
+    print(f"{style.name} style, exemplar {report['exemplar']}: identity kept {result.measures['identity']:.2f} "
+          f"(FaceNet, stylised vs reconstruction) -> {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
 # train, data: the training room's and the data preparation's own parsers, under one CLI
 
 
@@ -248,8 +338,10 @@ def add_delegated_command(name: str, module: str, summary: str) -> Callable[[arg
 COMMANDS = [
     add_invert_command,
     add_edit_command,
+    add_stylize_command,
     add_delegated_command("train", "core.train", "train models: stylegan2, encoder (pSp / e4e / Style "
-                          "Transformer), reference-edit, attributes, directions; export, export-encoder, samples"),
+                          "Transformer / Z+), reference-edit, dualstylegan, attributes, directions; export, "
+                          "export-encoder, export-style, samples"),
     add_delegated_command("data", "core.data", "prepare face photos into training shards (prepare, recompress)"),
 ]
 

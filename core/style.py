@@ -18,10 +18,11 @@ import os
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
 from core import identity
 from core.checkpoints import CheckpointError, read_safetensors
-from core.faces import ImageSource
+from core.faces import ImageSource, NoFaceFound, align_face, load_image
 from core.inversion import as_targets
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.encoders import EncoderModel
@@ -31,6 +32,22 @@ from core.registry import REGISTRY, available, load_generator, resolve_kind, sha
 
 STYLE_FORMAT = "stylegan-playground/dualstylegan-style-v1"
 STYLE_PREFIX = "face128-style-"  # registry names of the shipped styles: face128-style-<style>
+
+
+def align_exemplar(image: ImageSource, size: int) -> tuple[Image.Image, bool]:
+    """A style image FFHQ-aligned at `size` -> (RGB crop, found by landmarks?). dlib's HOG detector first, its CNN
+    detector when HOG misses (it finds far more drawn faces), else the centre square: style images are roughly
+    face-centred portraits, and an exemplar should not be refused because a detector does not read paintings."""
+    image = load_image(image)
+    for detector in ("hog", "cnn"):
+        try:
+            return align_face(image, size=size, detector=detector).image.convert("RGB"), True
+        except NoFaceFound:
+            continue
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    square = image.crop((left, top, left + side, top + side)).convert("RGB")
+    return square.resize((size, size), resample=Image.LANCZOS), False
 
 
 def style_names(generator: str = "default") -> list[str]:

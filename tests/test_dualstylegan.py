@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -10,6 +11,7 @@ from official import shared
 from safetensors.torch import load_file
 from test_encoders import tiny_generator
 
+from core.__main__ import main
 from core.checkpoints import CheckpointError, save_generator
 from core.nets.dualstylegan import DualStyleGAN
 from core.style import load_style
@@ -67,3 +69,16 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
         assert style.sample_exemplars(4, seed=1).shape == (4, 10, 32)
     with pytest.raises(CheckpointError, match="retrain"):
         load_style(path, generator=save_generator(tiny_generator(1), tmp_path / "other.safetensors"))
+
+    # the CLI, with a shipped exemplar and with a user's own exemplar image (a style image it never trained on)
+    photo = sorted(shared("data/faces/celeba/eval").iterdir())[0]
+    common = ["stylize", str(photo), "--style", str(path), "--model", str(generator), "--encoder", str(encoder)]
+    assert main([*common, "--exemplar", "2", "--structure", "1", "--out", str(tmp_path / "cli")]) == 0
+    report = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert report["style"] == "styles" and 0 <= report["measures"]["identity"] <= 1
+    assert {p.name for p in (tmp_path / "cli").iterdir()} >= {"photo.png", "reconstruction.png", "stylized.png",
+                                                             "exemplar.png", "strip.png"}
+    unseen = sorted(shared("data/styles/ukiyoe").iterdir())[5]
+    assert main([*common, "--exemplar", str(unseen), "--out", str(tmp_path / "own")]) == 0
+    assert main([*common, "--random-exemplar", "3", "--preserve-color", "--out", str(tmp_path / "sampled")]) == 0
+    assert main([*common, "--exemplar", "7", "--out", str(tmp_path / "bad")]) == 2  # 3 exemplars only

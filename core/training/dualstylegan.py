@@ -42,13 +42,13 @@ from safetensors.torch import load_file, save_file
 
 from core import identity
 from core.data import list_photos
-from core.faces import NoFaceFound, align_face, from_uint8, load_image, to_uint8
+from core.faces import from_uint8, to_uint8
 from core.measures import get_lpips, lpips_distance
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.ops import quantise_int8
 from core.nets.stylegan2 import Generator
 from core.registry import load_encoder, load_generator, resolve, sha256_of
-from core.style import STYLE_FORMAT
+from core.style import STYLE_FORMAT, align_exemplar
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
@@ -111,33 +111,15 @@ class DualStyleGANConfig(RunConfig):
 # 1. Aligned style images
 
 
-def aligned_style(path: Path, size: int):
-    """dlib's HOG detector first (fast), its CNN detector when HOG misses (it finds far more drawn faces)."""
-    try:
-        return align_face(path, size=size).image
-    except NoFaceFound:
-        return align_face(path, size=size, detector="cnn").image
-
-
 def align_styles(folder: str | Path, size: int) -> tuple[np.ndarray, list[str], list[bool]]:
-    """Every image of `folder` aligned like FFHQ at `size` px -> (uint8 [N, size, size, 3], names, aligned?).
-
-    Strong styles defeat the face detectors; those images are centre-cropped to a square instead (the style sets
-    here are roughly face-centred portraits), so no exemplar is lost, and the caller reports how many.
-    """
+    """Every image of `folder` as `core.style.align_exemplar` crops it -> (uint8 [N, size, size, 3], names, aligned
+    by landmarks?): no exemplar is lost to a detector that misses a drawn face, and the caller reports how many."""
     pixels, names, aligned = [], [], []
     for path in list_photos(folder):
-        try:
-            image = aligned_style(path, size)
-            aligned.append(True)
-        except NoFaceFound:
-            image = load_image(path)
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side)).resize((size, size), resample=3)
-            aligned.append(False)
-        pixels.append(np.asarray(image.convert("RGB")))
+        image, found = align_exemplar(path, size)
+        pixels.append(np.asarray(image))
         names.append(path.name)
+        aligned.append(found)
     if not pixels:
         raise FileNotFoundError(f"no images in {folder}")
     return np.stack(pixels), names, aligned
