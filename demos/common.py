@@ -22,6 +22,7 @@ from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
 from core.reference_edit import ReferenceEditor, load_reference_editor
 from core.registry import encoder_for, load_encoder, made_for
+from core.style import Style, load_style
 from demos.state import Cancelled, ResultCache, Session
 
 log = logging.getLogger("demos.app")
@@ -57,6 +58,7 @@ class AppContext:
     running: dict[str, Session] = field(default_factory=dict)  # browser session hash -> its session, while a job runs
     encoders: dict[str, EncoderModel] = field(default_factory=dict)  # 'psp' / 'e4e' -> loaded on first use
     editor: ReferenceEditor | None = None  # the reference editor, loaded on first use
+    styles: dict[str, Style] = field(default_factory=dict)  # DualStyleGAN styles, loaded on first use
 
     def encoder(self, method: str) -> EncoderModel:
         """The `method` encoder ('psp', 'e4e') made for this app's generator, loaded once."""
@@ -80,6 +82,16 @@ class AppContext:
                 raise user_message(f"No reference editor is available for the model {self.model_name!r}.",
                                    "No reference editor") from None
         return self.editor
+
+    def style(self, name: str) -> Style:
+        """A shipped DualStyleGAN style over this app's generator, loaded once."""
+        if name not in self.styles:
+            try:
+                self.styles[name] = load_style(name, generator=self.model_name, decoder=self.generator)
+            except (KeyError, FileNotFoundError, CheckpointError, ValueError):
+                raise user_message(f"The style {name!r} is not available for the model {self.model_name!r}.",
+                                   "No style") from None
+        return self.styles[name]
 
     @contextmanager
     def job(self, session: Session, request: gr.Request) -> Iterator[None]:

@@ -121,12 +121,12 @@ def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str,
     return Run(label, result, score(result.reconstruction, faces.pil_to_tensor(crop)))
 
 
-def photo_picker(ctx: AppContext, name: str) -> tuple[gr.Image, gr.Image]:
+def photo_picker(ctx: AppContext, name: str, label: str = "Photo") -> tuple[gr.Image, gr.Image]:
     """An upload box with the examples under it, and beside it the aligned crop, shown as soon as a photo arrives.
     Returns (photo, crop), with elem_ids `{name}-photo` and `{name}-crop`."""
     with gr.Row(equal_height=True):
         with gr.Column(scale=3):
-            photo = photo_upload(label="Photo", sources=["upload", "clipboard"], height=280, elem_id=f"{name}-photo")
+            photo = photo_upload(label=label, sources=["upload", "clipboard"], height=280, elem_id=f"{name}-photo")
         crop = gr.Image(label="Aligned face (what the model sees)", format="png", height=280, interactive=False,
                         elem_classes="face", scale=2, elem_id=f"{name}-crop")
 

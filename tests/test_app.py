@@ -124,6 +124,16 @@ def test_reference_edit_tab_gives_the_photo_the_reference_attribute(default_app)
         assert_image(cell["image"], 128)
 
 
+def test_style_tab_on_a_model_without_styles_says_so(app, client):
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    with pytest.raises(AppError, match="No style is shipped for this model yet"):
+        client.predict(handle_file(photo), None, "the style's exemplar (index)", 0, 0, None, 0.6, 1.0, False, False,
+                       False, "", api_name="/stylize")
+    assert not any("Traceback" in line for line in app.log), "".join(app.log)
+
+
 def test_an_encoder_for_a_model_without_one_says_so(client):
     photo = face_photo()
     if photo is None:

@@ -28,7 +28,7 @@ def build(ctx: AppContext, page: Page) -> None:
         with gr.Column():
             photo, crop = photo_picker(ctx, "reference-photo")
         with gr.Column():
-            reference, reference_crop = photo_picker(ctx, "reference-reference")
+            reference, reference_crop = photo_picker(ctx, "reference-reference", label="Reference photo")
     with gr.Row():
         attribute = gr.Dropdown(attributes, value=attributes[0] if attributes else None, label="Attribute to take",
                                 elem_id="reference-attribute", scale=2)
