@@ -430,7 +430,7 @@ def train(cfg: DualStyleGANConfig) -> Path | None:
     styles_file = out / "styles.npz"
     if not styles_file.exists():
         pixels, names, aligned = align_styles(cfg.styles, G.size)
-        np.savez(styles_file, pixels=pixels, names=np.array(names), aligned=np.array(aligned))
+        np.savez_compressed(styles_file, pixels=pixels, names=np.array(names), aligned=np.array(aligned))
         print(f"{len(names)} style images: {sum(aligned)} aligned by landmarks, {len(names) - sum(aligned)} "
               "centre-cropped (no face found)", flush=True)
     with np.load(styles_file) as saved:
