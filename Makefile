@@ -4,10 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .   # core, playground: importable from anywhere
 	touch $(STAMP)
 
 # The browser test drives Debian's Chromium (Playwright's own browser download cannot work offline).
@@ -15,7 +16,7 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-.PHONY: install app test lint
+.PHONY: install app test lint spaces-smoke
 install: $(STAMP)
 
 app: $(STAMP)
@@ -26,3 +27,8 @@ test: $(STAMP) $(CHROMIUM)
 
 lint: $(STAMP)
 	$(PY) -m ruff check core playground demos tests benchmarks
+
+# The app installed and started exactly as Hugging Face Spaces does, one inversion through gradio_client (~10 min:
+# a fresh venv; not part of `make test`, which CI's 90 minutes already fill).
+spaces-smoke:
+	.ci/spaces_smoke

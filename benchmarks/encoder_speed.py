@@ -1,7 +1,7 @@
 """Encoder forward (pSp, e4e, Style Transformer; 256 px in, 18 styles) and DualStyleGAN style transfer at 1024.
 
-    python benchmarks/encoder_speed.py                        # CPU, batch 1 and 16
-    python benchmarks/encoder_speed.py --device cuda          # GPU: fp32 and bf16 autocast
+    python -m benchmarks.encoder_speed                        # CPU, batch 1 and 16
+    python -m benchmarks.encoder_speed --device cuda          # GPU: fp32 and bf16 autocast
 
 The official architectures with random weights (speed does not depend on them). "encode" is image -> W+
 (for the Style Transformer including its queries through the mapping network); "style transfer" is
@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, peak_memory_mib, timed  # noqa: E402
-from core.nets.dualstylegan import DualStyleGAN  # noqa: E402
-from core.nets.encoders import Encoder4Editing, EncoderModel, GradualStyleEncoder  # noqa: E402
-from core.nets.style_transformer import StyleTransformerEncoder  # noqa: E402
-from core.nets.stylegan2 import Generator  # noqa: E402
+from benchmarks.common import machine, peak_memory_mib, timed
+from core.nets.dualstylegan import DualStyleGAN
+from core.nets.encoders import Encoder4Editing, EncoderModel, GradualStyleEncoder
+from core.nets.style_transformer import StyleTransformerEncoder
+from core.nets.stylegan2 import Generator
 
 ENCODERS = {"psp": GradualStyleEncoder, "e4e": Encoder4Editing, "style_transformer": StyleTransformerEncoder}
 MODELS = [*ENCODERS, "dualstylegan"]

@@ -1,7 +1,7 @@
 """The FIR filter of StyleGAN2's up/down-sampling (`upfirdn2d` with [1, 3, 3, 1], pad (1, 1)), four ways.
 
-    python benchmarks/fir_speed.py                 # CPU, fp32
-    python benchmarks/fir_speed.py --device cuda   # GPU, fp32 and bf16
+    python -m benchmarks.fir_speed                 # CPU, fp32
+    python -m benchmarks.fir_speed --device cuda   # GPU, fp32 and bf16
 
 The H100 profile of training (benchmarks/README.md) put most kernel time in cuDNN's depthwise convolutions of this
 filter, and more in their double backward (R1, path length). This times one filter call at the training shapes of
@@ -19,16 +19,13 @@ remaining filters (ToRGB's upsampling of the skip image, and every filter on the
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, timed  # noqa: E402
-from core.nets.ops import make_kernel, upfirdn2d  # noqa: E402
+from benchmarks.common import machine, timed
+from core.nets.ops import make_kernel, upfirdn2d
 
 TAPS = (1.0, 3.0, 3.0, 1.0)
 SHAPES = [(32, 512, 16), (32, 512, 32), (32, 256, 64), (32, 128, 128)]  # G after each 2x up; D before each down

@@ -1,7 +1,7 @@
 """Generator forward time at 1024 px (official config-f architecture) and at the embedded config.
 
-    python benchmarks/generator_speed.py                       # CPU
-    python benchmarks/generator_speed.py --device cuda         # GPU: fp32 and bf16 autocast
+    python -m benchmarks.generator_speed                       # CPU
+    python -m benchmarks.generator_speed --device cuda         # GPU: fp32 and bf16 autocast
 
 Weights are random (speed does not depend on them). Prints a markdown table with the machine.
 """
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine, peak_memory_mib, timed  # noqa: E402
-from core.nets.stylegan2 import Generator, ModulatedConv2d  # noqa: E402
+from benchmarks.common import machine, peak_memory_mib, timed
+from core.nets.stylegan2 import Generator, ModulatedConv2d
 
 CONFIGS = {
     "ffhq1024 (config-f)": dict(size=1024, channel_base=32768, channel_max=512),

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from benchmarks.common import machine, timed
+from core import faces, identity, measures
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.common import machine, timed  # noqa: E402
-from core import faces, identity, measures  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "faces"
 SETS: dict[str, tuple[Path, Callable[[str], str]]] = {  # name: (folder, person of a file stem)

@@ -19,21 +19,20 @@ import argparse
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.common import machine
+from benchmarks.pti_curves import held_out_photos
+from core.faces import align_face, pil_to_tensor, to_uint8
+from core.inversion import PRESETS, invert, locality_drift
+from core.measures import score
+from core.registry import load_generator
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from benchmarks.common import machine  # noqa: E402
-from benchmarks.pti_curves import held_out_photos  # noqa: E402
-from core.faces import align_face, pil_to_tensor, to_uint8  # noqa: E402
-from core.inversion import PRESETS, invert, locality_drift  # noqa: E402
-from core.measures import score  # noqa: E402
-from core.registry import load_generator  # noqa: E402
 
 MEASURES = ("psnr", "lpips", "ms_ssim", "identity", "same_person", "dlib_distance")
 

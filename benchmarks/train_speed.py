@@ -1,7 +1,7 @@
 """StyleGAN2 training speed (s/kimg) at the official stylegan2-ada 128 px `--cfg=auto` config and the embedded one.
 
-    python benchmarks/train_speed.py --device cuda                   # official and embedded rows (> 10 min)
-    python benchmarks/train_speed.py --device cuda --rows separate   # the blurs as separate depthwise filters
+    python -m benchmarks.train_speed --device cuda                   # official and embedded rows (> 10 min)
+    python -m benchmarks.train_speed --device cuda --rows separate   # the blurs as separate depthwise filters
 
 Each row builds a new trainer (and a fresh torch.compile cache) and pays cuDNN's autotuning of shapes the process
 has not seen yet and any compilation (5 s to 3 minutes on an H100). Row groups: "official" and "embedded" (bf16
@@ -19,18 +19,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import machine  # noqa: E402
-from core.nets import stylegan2  # noqa: E402
-from core.training.data import DeviceImageBank  # noqa: E402
-from core.training.scaffold import seconds_per_kimg, setup_distributed  # noqa: E402
-from core.training.stylegan2 import TrainConfig, Trainer  # noqa: E402
+from benchmarks.common import machine
+from core.nets import stylegan2
+from core.training.data import DeviceImageBank
+from core.training.scaffold import seconds_per_kimg, setup_distributed
+from core.training.stylegan2 import TrainConfig, Trainer
 
 # stylegan2-ada-pytorch `--cfg=auto` at 128 px on one GPU: batch 32, fmaps 0.5 (channel_base 16384), map 2,
 # mbstd group 4, gamma 0.0002 * 128^2 / 32 = 0.1024, ema 10 kimg, lr 0.0025, pl weight 2, style mixing 0.9.

@@ -194,6 +194,37 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(mean @ mean + np.trace(cov_a + cov_b - 2 * root))
 
 
+def kernel_distance(a: np.ndarray, b: np.ndarray, subsets: int = 50, size: int = 200, seed: int = 0) -> float:
+    """KID: unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, averaged over random subsets."""
+    rng, d = np.random.default_rng(seed), a.shape[1]
+    size = min(size, len(a), len(b))
+    values = []
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), size, replace=False)], b[rng.choice(len(b), size, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        off = size * (size - 1)
+        values.append((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean())
+    return float(np.mean(values))
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Share of fakes inside the real set's k-NN balls (precision) and of reals inside the fakes' (recall)."""
+
+    def inside(support: np.ndarray, queries: np.ndarray) -> float:
+        radius = np.sort(np.linalg.norm(support[:, None] - support[None], axis=2), axis=1)[:, k]
+        distances = np.linalg.norm(queries[:, None] - support[None], axis=2)
+        return float((distances <= radius[None]).any(1).mean())
+
+    return inside(real, fake), inside(fake, real)
+
+
+def distribution_distances(real: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """FD, KID (x1000) and k-NN precision / recall of `other` against `real` (rows: descriptors or features)."""
+    precision, recall = precision_recall(real, other)
+    return {"fd": frechet_distance(real, other), "kid_x1000": 1000 * kernel_distance(real, other),
+            "precision": precision, "recall": recall}
+
+
 def identity_similarity(a: faces.ImageSource | torch.Tensor, b: faces.ImageSource | torch.Tensor) -> dict[str, float]:
     """{"cosine": cosine similarity, "distance": Euclidean distance} of the two faces' dlib descriptors.
 
