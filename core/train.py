@@ -75,6 +75,7 @@ DUALSTYLEGAN_HELP = {
     "pretrained": "a pretrain/ folder of an earlier run on the same generator: stage II is skipped",
     "out": "output folder: styles.npz, finetune/, codes.safetensors, pretrain/, style/, NAME.safetensors",
     "minutes": HELP["minutes"] + "; the next run resumes where this one stopped",
+    "stop_after": "finetune or codes: stop after that phase (e.g. a GPU call that cannot carry the encoder yet)",
 }
 
 

@@ -45,7 +45,7 @@ from core.data import list_photos
 from core.faces import from_uint8, to_uint8
 from core.measures import get_lpips, lpips_distance
 from core.nets.dualstylegan import DualStyleGAN
-from core.nets.ops import quantise_int8
+from core.nets.ops import dequantise_int8, quantise_int8
 from core.nets.stylegan2 import Generator
 from core.registry import load_encoder, load_generator, resolve, sha256_of
 from core.style import STYLE_FORMAT, align_exemplar
@@ -77,6 +77,7 @@ class DualStyleGANConfig(RunConfig):
     pretrained: str = ""  # a stage II folder (`pretrain/`) of a run on the same generator: stage II is skipped
     facenet: str = ""  # FaceNet weights for the identity loss ('' = the converted cache)
     out: str = "runs/dualstylegan"
+    stop_after: str = ""  # finetune | codes: stop after that phase (a GPU call that lacks what the next one needs)
     res_index: int = 6  # ModRes blocks after convs 0..res_index (structure), colour transforms above
     batch: int = 16
     amp: bool = True  # bf16 autocast (GPU)
@@ -385,8 +386,8 @@ class ExtrinsicTrainer:
 
     def load(self, folder: str | Path, weights_only: bool = False) -> None:
         """Resume from `save`'s compact folder; `weights_only`: take its extrinsic path and start at 0 images."""
-        folder = Path(folder)
-        self.model.load_state_dict(full(read_parts(folder, "extrinsic")), strict=False)
+        folder = Path(folder)  # float16 parts, or int8 ones with scales (a stage II made small enough to travel)
+        self.model.load_state_dict(full(dequantise_int8(read_parts(folder, "extrinsic"))), strict=False)
         if weights_only:
             return
         meta = json.loads((folder / "meta.json").read_text())
@@ -437,7 +438,7 @@ def train(cfg: DualStyleGANConfig) -> Path | None:
         styles = torch.from_numpy(saved["pixels"])
 
     tuner = finetune(cfg, G, styles, device, start)
-    if tuner.nimg < cfg.finetune_kimg * 1000:
+    if tuner.nimg < cfg.finetune_kimg * 1000 or cfg.stop_after == "finetune":
         return None
     codes_file = out / "codes.safetensors"
     if not codes_file.exists():
@@ -446,6 +447,8 @@ def train(cfg: DualStyleGANConfig) -> Path | None:
             raise ValueError(f"{cfg.encoder} encodes into {encoder.latent_space}; destylisation needs a Z+ encoder")
         save_file(destylize(cfg, G, tuner.G_ema.requires_grad_(False), encoder, styles, device), str(codes_file))
     codes = load_file(str(codes_file))
+    if cfg.stop_after == "codes":
+        return None
     pretrained = pretrain(cfg, G, device, start)
     if pretrained is None:
         return None
