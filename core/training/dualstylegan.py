@@ -28,7 +28,6 @@ scales) and the exemplar codes as one file that `core.style` loads over the base
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -54,6 +53,8 @@ from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import (
     RunConfig,
+    StepMeans,
+    bf16,
     full,
     half,
     read_parts,
@@ -216,7 +217,7 @@ class ExtrinsicTrainer:
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr, betas=(0.0, 0.99), fused=device.type == "cuda")
         self.n = G.n_latent
         self.nimg = self.step_index = 0
-        self.stats: dict[str, list] = {}
+        self.means = StepMeans(device)
         self.sample_w = G.mapping(torch.randn(8, G.style_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(
             device), truncation_psi=0.7)
         if stage == "style":
@@ -238,16 +239,6 @@ class ExtrinsicTrainer:
         with torch.no_grad():
             return self.G.style(z_plus.flatten(0, 1)).view_as(z_plus)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _track(self, name: str, value: torch.Tensor) -> None:
-        total = self.stats.setdefault(name, [torch.zeros((), device=self.device), 0])
-        total[0] += value.detach().float()
-        total[1] += 1
-
     def faces(self, n: int, psi: float = 0.7) -> torch.Tensor:
         with torch.no_grad():
             return self.G.mapping(torch.randn(n, self.G.style_dim, device=self.device), truncation_psi=psi)
@@ -264,11 +255,11 @@ class ExtrinsicTrainer:
         return min(self.cfg.res_index + 1, 1 + int(progress * 1.5 * (self.cfg.res_index + 1)))
 
     def reconstruction_loss(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             perceptual = lpips_distance(image, target).float().mean()
         l2 = F.mse_loss(image, target)
-        self._track("lpips", perceptual)
-        self._track("l2", l2)
+        self.means.add("lpips", perceptual)
+        self.means.add("l2", l2)
         return self.cfg.lpips * perceptual + self.cfg.l2 * l2
 
     def step(self) -> None:
@@ -276,7 +267,7 @@ class ExtrinsicTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        self._track("loss", loss)
+        self.means.add("loss", loss)
         if self.stage == "style":
             self.discriminator_step()
         self.nimg += self.cfg.batch
@@ -288,10 +279,10 @@ class ExtrinsicTrainer:
         w1, w2 = self.faces(b, psi=1.0), self.faces(b, psi=1.0)
         layers = torch.randint(0, self.structure_layers, (), device="cpu").item()
         mixed = torch.cat([w2[:, None].expand(-1, layers + 1, -1), w1[:, None].expand(-1, self.n - layers - 1, -1)], 1)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), bf16(self.cfg.amp, self.device):
             target = self.G.synthesis(mixed, noise_mode="const").float()
         weights = [1.0] * (layers + 1) + [0.0] * (self.n - layers - 1)
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             image = self.render(w1, w2, weights)
         return self.reconstruction_loss(image, target)
 
@@ -303,11 +294,11 @@ class ExtrinsicTrainer:
         cfg, b = self.cfg, self.cfg.batch
         ones = [1.0] * self.n
         pick = torch.randint(len(self.styles), (b,), device=self.device)
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             rebuilt = self.render(self.intrinsic[pick], self.extrinsic[pick], ones)
         loss = self.reconstruction_loss(rebuilt, self.styles[pick])
         w = self.faces(b)
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             fake = self.render(w, self.extrinsic[pick], ones)
             adversarial = generator_loss(self.D(self.augment(fake)))
             with torch.no_grad():
@@ -318,17 +309,17 @@ class ExtrinsicTrainer:
         style = sum(F.mse_loss(m, rm) + F.mse_loss(s, rs) for (m, s), (rm, rs) in zip(fake_stats, real_stats,
                                                                                        strict=True))
         loss = loss + cfg.adversarial * adversarial + cfg.style_loss * style
-        self._track("adv", adversarial)
-        self._track("style", style)
+        self.means.add("adv", adversarial)
+        self.means.add("style", style)
         if self.facenet is not None:
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), bf16(self.cfg.amp, self.device):
                 face = self.G.synthesis(w, noise_mode="const").float()
             crops = identity.standardise(identity.crop(torch.cat([fake, face])))
-            with self._autocast():
+            with bf16(self.cfg.amp, self.device):
                 a, f = self.facenet(crops).float().chunk(2)
             kept = (1 - F.cosine_similarity(a, f.detach(), dim=1)).mean()
             loss = loss + cfg.identity * kept
-            self._track("id_loss", kept)
+            self.means.add("id_loss", kept)
         if cfg.modres_l2:
             size = sum(block.conv[0].weight.square().mean() + block.conv2[0].weight.square().mean()
                        for block in self.model.res[: cfg.res_index + 1])
@@ -339,7 +330,7 @@ class ExtrinsicTrainer:
         real = self.styles[torch.randint(len(self.styles), (self.cfg.batch,), device=self.device)]
         real = torch.where(torch.rand(len(real), 1, 1, 1, device=self.device) < 0.5, real, real.flip(3))
         real = self.augment(real)
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             fake_logits, real_logits = self.D(self.augment(self.last_fake)), self.D(real)
             loss = discriminator_loss(fake_logits, real_logits)
         if self.step_index % 16 == 0:
@@ -351,12 +342,10 @@ class ExtrinsicTrainer:
         self.augment.observe(real_logits)
         if self.step_index % 4 == 3:
             self.augment.adjust(self.cfg.batch * 4)
-        self._track("loss_D", loss)
+        self.means.add("loss_D", loss)
 
     def pop_stats(self) -> dict[str, float]:
-        stats = {n: total / count for n, (total, count) in self.stats.items()}
-        self.stats = {}
-        values = dict(zip(stats, torch.stack(list(stats.values())).tolist(), strict=True)) if stats else {}
+        values = self.means.pop()
         return values | ({"layers": self.structure_layers} if self.stage == "pretrain" else {"aug_p": float(
             self.augment.p)})
 

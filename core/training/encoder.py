@@ -22,7 +22,6 @@ similarity, since the latter was trained on. The generator stays frozen; gradien
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -44,7 +43,17 @@ from core.nets.stylegan2 import Generator
 from core.registry import load_generator, resolve, sha256_of
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
-from core.training.scaffold import RunConfig, full, half, launch, read_parts, save_image_grid, write_parts
+from core.training.scaffold import (
+    RunConfig,
+    StepMeans,
+    bf16,
+    full,
+    half,
+    launch,
+    read_parts,
+    save_image_grid,
+    write_parts,
+)
 
 NETWORK_FIELDS = ("arch", "latent_space", "backbone", "widths", "units", "head_width", "ff_dim")
 
@@ -141,7 +150,7 @@ class EncoderTrainer:
             self.heldout = from_uint8(torch.from_numpy(decode_shard(heldout[0])[0][:64])).to(device)
         torch.manual_seed(cfg.seed + rank + 1)
         self.nimg, self.step_index = 0, 0
-        self.stats: dict[str, list] = {}
+        self.means = StepMeans(device)
         self.net: torch.nn.Module = self.encoder
         if dist.is_initialized():
             ids = [device.index] if device.type == "cuda" else None
@@ -150,16 +159,6 @@ class EncoderTrainer:
                 self.D = DistributedDataParallel(self.D, device_ids=ids)
 
     # -- the step ------------------------------------------------------------------------------------
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _track(self, name: str, value: torch.Tensor) -> None:
-        total = self.stats.setdefault(name, [torch.zeros((), device=self.device), 0])
-        total[0] += value.detach().float()
-        total[1] += 1
 
     @property
     def progressive_stage(self) -> int:
@@ -175,7 +174,7 @@ class EncoderTrainer:
         """n generator images with their true W+ (`sample_wplus`)."""
         g = self.G
         ws = sample_wplus(g, n, self.cfg.psi_min, self.cfg.mixing)
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             images = g.synthesis(ws, noise_mode="const").float().clamp(-1, 1)
         return images, ws
 
@@ -191,7 +190,7 @@ class EncoderTrainer:
 
     def identity_loss(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         faces = identity.standardise(identity.crop(torch.cat([reconstruction, target]).float()))
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             embeddings = self.facenet(faces).float()
         a, b = embeddings.chunk(2)
         return (1 - F.cosine_similarity(a, b.detach(), dim=1)).mean()
@@ -204,41 +203,41 @@ class EncoderTrainer:
         if self.data is not None:
             real = self.data.sample(self.batch - n_fake)
             images = real if images is None else torch.cat([real, images])
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             codes = self.encode(images, self.net)
             wplus = self.to_wplus(codes)
             reconstruction = self.G.synthesis(wplus, noise_mode="const").float()
         loss = cfg.l2 * F.mse_loss(reconstruction, images)
-        self._track("l2", loss)
+        self.means.add("l2", loss)
         if cfg.lpips:
-            with self._autocast():
+            with bf16(self.cfg.amp, self.device):
                 value = lpips_distance(reconstruction, images).float().mean()
             loss = loss + cfg.lpips * value
-            self._track("lpips", value)
+            self.means.add("lpips", value)
         if self.facenet is not None:
             value = self.identity_loss(reconstruction, images)
             loss = loss + cfg.identity_weight * value
-            self._track("id_loss", value)
+            self.means.add("id_loss", value)
         if n_fake and cfg.latent:
             value = F.mse_loss(wplus[-n_fake:].float(), true_ws)
             loss = loss + cfg.latent * value
-            self._track("latent", value)
+            self.means.add("latent", value)
         if cfg.w_norm:
             loss = loss + cfg.w_norm * (wplus.float() - self.G.w_avg).norm(dim=2).mean()
         active = self.progressive_stage + 1 if self.e4e else self.G.n_latent
         if self.e4e and cfg.delta_reg and active > 1:
             deltas = (codes[:, 1:active] - codes[:, :1]).norm(dim=2).sum(1).mean()
             loss = loss + cfg.delta_reg * deltas
-            self._track("delta_norm", deltas)
+            self.means.add("delta_norm", deltas)
         if self.e4e and cfg.w_discriminator:
-            with self._autocast():
+            with bf16(self.cfg.amp, self.device):
                 adversarial = generator_loss(self.D(codes[:, :active].flatten(0, 1)))
             loss = loss + cfg.w_discriminator * adversarial
-            self._track("adv", adversarial)
+            self.means.add("adv", adversarial)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        self._track("loss", loss)
+        self.means.add("loss", loss)
         if self.e4e and cfg.w_discriminator:
             self.discriminator_step(codes[:, :active].detach().flatten(0, 1))
         self.nimg += cfg.batch
@@ -248,7 +247,7 @@ class EncoderTrainer:
         """The latent discriminator: the mapping network's w (real) against the encoder's per-layer w (fake)."""
         with torch.no_grad():
             real_w = self.G.mapping(torch.randn(self.batch, self.G.style_dim, device=self.device))
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             loss = discriminator_loss(self.D(fake_w), self.D(real_w))
         if self.step_index % 16 == 0:  # lazy R1 on real codes, as StyleGAN2
             penalty, logits = r1_penalty(self.D, real_w)
@@ -256,7 +255,7 @@ class EncoderTrainer:
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_D.step()
-        self._track("loss_D", loss)
+        self.means.add("loss_D", loss)
 
     # -- monitoring ----------------------------------------------------------------------------------
 
@@ -264,23 +263,21 @@ class EncoderTrainer:
     def heldout_loss(self) -> dict[str, torch.Tensor]:
         if self.heldout is None:
             return {}
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             reconstruction = self.G.synthesis(self.to_wplus(self.encode(self.heldout)), noise_mode="const").float()
         return {"heldout_mse": F.mse_loss(reconstruction, self.heldout),
                 "heldout_lpips": lpips_distance(reconstruction, self.heldout).mean()}
 
     def pop_stats(self) -> dict[str, float]:
         """Means since the last call (one host sync), the held-out losses and e4e's progressive stage."""
-        stats = {n: total / count for n, (total, count) in self.stats.items()} | self.heldout_loss()
-        self.stats = {}
-        values = dict(zip(stats, torch.stack(list(stats.values())).tolist(), strict=True)) if stats else {}
+        values = self.means.pop(self.heldout_loss())
         return values | ({"stage": self.progressive_stage} if self.e4e else {})
 
     @torch.no_grad()
     def sample_grid(self, path: str | Path) -> Path:
         """Held-out faces (or training ones) over their reconstructions, 8 per row."""
         targets = self.heldout[:16] if self.heldout is not None else self.synthetic_batch(16)[0]
-        with self._autocast():
+        with bf16(self.cfg.amp, self.device):
             reconstruction = self.G.synthesis(self.to_wplus(self.encode(targets)), noise_mode="const").float()
         rows = torch.cat([targets[:8], reconstruction[:8], targets[8:], reconstruction[8:]])
         return save_image_grid(rows, path)

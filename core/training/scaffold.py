@@ -8,6 +8,7 @@ A trainer is a file (`stylegan2.py`, `encoder.py`) with a config dataclass and a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -60,6 +61,35 @@ def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
 
 # ----------------------------------------------------------------------------------------------------
 # Compact checkpoints: float16 safetensors in parts small enough to travel
+
+
+def bf16(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a GPU when `enabled`; nothing on the CPU (where the trainers stay in float32)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class StepMeans:
+    """Values summed on the device during the steps and averaged at the log interval with one host sync (no
+    `.item()` inside a step)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.sums = device, {}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        total = self.sums.setdefault(name, [torch.zeros((), device=self.device), 0])
+        total[0] += value.detach().float()
+        total[1] += 1
+
+    def pop(self, extra: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """The means since the last call, then `extra` (current values, e.g. held-out losses); starts over."""
+        values = {n: total / count for n, (total, count) in self.sums.items()} | (extra or {})
+        self.sums = {}
+        if not values:
+            return {}
+        stacked = torch.stack([torch.as_tensor(v, device=self.device).float().reshape(()) for v in values.values()])
+        return dict(zip(values, stacked.tolist(), strict=True))
 
 
 def write_parts(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_bytes: int = PART_BYTES) -> None:

@@ -39,6 +39,8 @@ from core.training.data import DeviceImageBank
 from core.training.loss import MappedSynthesis, PathLengthPenalty, discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import (
     RunConfig,
+    StepMeans,
+    bf16,
     full,
     half,
     launch,
@@ -143,7 +145,7 @@ class Trainer:
             cfg.data, device, size=cfg.size, mirror=cfg.mirror, seed=cfg.seed, rank=rank)
         torch.manual_seed(cfg.seed + rank + 1)  # different latents and noise on each process
         self.nimg, self.step_index, self.ema_start = 0, 0, 0
-        self.stats: dict[str, list] = {}
+        self.means = StepMeans(device)
         self.sample_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(cfg.seed))
 
         self.g_train: torch.nn.Module = MappedSynthesis(self.G, cfg.style_mixing)
@@ -165,17 +167,10 @@ class Trainer:
                                 fused=self.device.type == "cuda")
 
     def _autocast(self, regulariser: bool = False) -> contextlib.AbstractContextManager:
-        if self.cfg.amp and (self.cfg.amp_regularisers or not regulariser) and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return bf16(self.cfg.amp and (self.cfg.amp_regularisers or not regulariser), self.device)
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
-
-    def _track(self, name: str, value: torch.Tensor) -> None:
-        total = self.stats.setdefault(name, [torch.zeros((), device=self.device), 0])
-        total[0] += value.detach().float()
-        total[1] += 1
 
     def _optimise(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, inputs: list | None = None) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -193,7 +188,7 @@ class Trainer:
             fake, ws = self.g_main(latents(batch))
             loss = generator_loss(self.d_judge(self._images(self.augment_main(fake))))
         self._optimise(self.opt_G, loss, inputs=list(self.G.parameters()))
-        self._track("loss_G", loss)
+        self.means.add("loss_G", loss)
         with torch.no_grad():
             self.G.w_avg.lerp_(ws[:, 0].float().mean(0), 0.005)
 
@@ -202,7 +197,7 @@ class Trainer:
                 fake, ws = self.g_train(latents(max(batch // cfg.pl_batch_shrink, 1)))
                 penalty = self.path_length(fake, ws)  # + 0 x image: every parameter is in the graph, as DDP expects
             self._optimise(self.opt_G, penalty * cfg.pl_weight * cfg.pl_interval + 0 * fake[:, 0, 0, 0].sum())
-            self._track("pl_penalty", penalty)
+            self.means.add("pl_penalty", penalty)
 
         with torch.no_grad(), self._autocast():
             fake, _ = self.g_main(latents(batch))
@@ -215,15 +210,15 @@ class Trainer:
         self.augment.observe(real_logits)
         if (i + 1) % cfg.ada_interval == 0:
             self.augment.adjust(cfg.batch * cfg.ada_interval)
-        self._track("loss_D", loss)
-        self._track("D_real", real_logits.float().mean())
-        self._track("D_fake", fake_logits.float().mean())
+        self.means.add("loss_D", loss)
+        self.means.add("D_real", real_logits.float().mean())
+        self.means.add("D_fake", fake_logits.float().mean())
 
         if cfg.gamma > 0 and i % cfg.r1_interval == 0:
             with self._autocast(regulariser=True):
                 penalty, logits = r1_penalty(self.d_train, real)
             self._optimise(self.opt_D, penalty * (cfg.gamma / 2) * cfg.r1_interval + 0 * logits.float().sum())
-            self._track("r1_penalty", penalty)
+            self.means.add("r1_penalty", penalty)
 
         self.nimg += cfg.batch
         self.step_index += 1
@@ -236,11 +231,7 @@ class Trainer:
 
     def pop_stats(self) -> dict[str, float]:
         """Means since the last call (one host sync), plus the augmentation and regulariser state."""
-        names = list(self.stats)
-        values = torch.stack([self.stats[n][0] / self.stats[n][1] for n in names] + [
-            self.augment.p, self.augment.rt, self.path_length.mean]).tolist()
-        self.stats = {}
-        return dict(zip([*names, "aug_p", "ada_rt", "pl_mean"], values, strict=True))
+        return self.means.pop({"aug_p": self.augment.p, "ada_rt": self.augment.rt, "pl_mean": self.path_length.mean})
 
     def sample_grid(self, path: str | Path, psi: float = 1.0) -> Path:
         """The EMA generator's images for 32 fixed latents as one PNG grid."""
