@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-set", type=int, default=60, help="photos of CelebA eval and of LFW")
     parser.add_argument("--pairs", type=int, default=24, help="(source, reference) pairs per attribute")
+    parser.add_argument("--editor", default="face128-reference-edit", help="registry name or file (a candidate)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--grid", type=Path, help="per attribute: source | reference | reference edit | InterFaceGAN")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     random.seed(0)
     model = load_encoder(encoder_for("style_transformer"))
     G = model.decoder
-    editor = load_reference_editor(encoder=encoder_for("style_transformer"))
+    editor = load_reference_editor(args.editor, encoder=encoder_for("style_transformer"))
     classifier = load_attribute_classifier()
     directions = {d.name: d for d in load_directions()}
     faces, names = held_out_faces(args.per_set)
