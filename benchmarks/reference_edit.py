@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-set", type=int, default=60, help="photos of CelebA eval and of LFW")
     parser.add_argument("--pairs", type=int, default=24, help="(source, reference) pairs per attribute")
     parser.add_argument("--editor", default="face128-reference-edit", help="registry name or file (a candidate)")
+    parser.add_argument("--strength", type=float, default=1.0, help="scale of the edit transformer's offset")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--grid", type=Path, help="per attribute: source | reference | reference edit | InterFaceGAN")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                  random.choice(lacks)) for i in range(args.pairs)]
         source, reference = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
         toward = torch.where(logits[reference, index] > 0, 1.0, -1.0)
-        edited = editor.edit(codes[source], codes[reference], attribute)
+        edited = editor.edit(codes[source], codes[reference], attribute, args.strength)
         edited_images = G.synthesis(edited, noise_mode="const").clamp(-1, 1)
         ours = measures(classifier, index, toward, images[source], edited_images)
         sweep = {}

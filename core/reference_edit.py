@@ -47,11 +47,14 @@ class ReferenceEditor:
         return self.attributes.index(attribute)
 
     @torch.no_grad()
-    def edit(self, source: torch.Tensor, reference: torch.Tensor, attribute: str) -> torch.Tensor:
-        """Source W+ [N, n, D] takes `attribute` from reference W+ ([N or 1, n, D]); the rest stays the source's."""
+    def edit(self, source: torch.Tensor, reference: torch.Tensor, attribute: str, strength: float = 1.0
+             ) -> torch.Tensor:
+        """Source W+ [N, n, D] takes `attribute` from reference W+ ([N or 1, n, D]); the rest stays the source's.
+        `strength` scales the transformer's offset from the source (1: the paper's edit)."""
         reference = reference.expand_as(source)
         index = torch.full((source.shape[0],), self.index(attribute), dtype=torch.long, device=source.device)
-        return self.transformer(source.float(), reference.float(), index)
+        edited = self.transformer(source.float(), reference.float(), index)
+        return edited if strength == 1 else source.float() + strength * (edited - source.float())
 
     @torch.no_grad()
     def probabilities(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -101,14 +104,15 @@ class ReferenceEdit:
 @torch.no_grad()
 def edit_by_reference(model: EncoderModel, editor: ReferenceEditor, source: ImageSource | torch.Tensor,
                       reference: ImageSource | torch.Tensor, attribute: str,
-                      classifier: AttributeClassifier | None = None) -> ReferenceEdit:
+                      classifier: AttributeClassifier | None = None, strength: float = 1.0) -> ReferenceEdit:
     """Encode two aligned faces, give the source the reference's `attribute`, render all three, and measure with the
     image attribute classifier (never seen by the editor) and FaceNet: the attribute's probability on the source,
     the reference and the edit, how far the other attributes' logits moved, and the identity kept."""
     G = model.decoder
     targets = as_targets([source, reference], G.size).to(model.latent_avg.device)
     source_ws, reference_ws = encoder_pivot(model, size=model.encoder.input_size)(targets).split(1)
-    codes = {"source": source_ws, "reference": reference_ws, "edited": editor.edit(source_ws, reference_ws, attribute)}
+    codes = {"source": source_ws, "reference": reference_ws, "edited": editor.edit(source_ws, reference_ws, attribute,
+                                                                                          strength)}
     images = {name: G.synthesis(ws, noise_mode="const").clamp(-1, 1) for name, ws in codes.items()}
     classifier = classifier or load_attribute_classifier()
     logits = {name: classifier.logits(image)[0] for name, image in images.items()}
