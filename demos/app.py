@@ -38,7 +38,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     """The Blocks app: a header naming the model, then one tab per module of `TABS`."""
     g = ctx.generator
     with gr.Blocks(title="StyleGAN playground", fill_width=True, delete_cache=(1800, 3600)) as demo:
-        gr.Markdown(f"# StyleGAN playground\nInvert a face photo into StyleGAN2, then edit it. Model: "
+        gr.Markdown(f"# StyleGAN playground\nInvert a face photo into StyleGAN2, then edit or restyle it. Model: "
                     f"**{ctx.model_name}** ({g.size}×{g.size} px) on {ctx.device.type.upper()}.")
         session = session_state(ctx.results)
         for tab in TABS:
