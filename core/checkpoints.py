@@ -16,8 +16,9 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -170,21 +171,43 @@ def _storage_from_bytes(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    ALLOWED = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
-        ("torch", "Size"): torch.Size,
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _Persistent,
-    }
+NUMPY_GLOBALS = {  # what rebuilds numpy arrays (and their dtypes) in a pickle, under both module spellings
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): np.ndarray(0).__reduce__()[0],
+    ("numpy._core.multiarray", "_reconstruct"): np.ndarray(0).__reduce__()[0],
+}
+NVIDIA_GLOBALS = {  # what rebuilds the tensors of a stylegan2-ada snapshot; its code objects stay inert
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("torch", "Size"): torch.Size,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _Persistent,
+}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """The project's one unpickler: only the globals in `allowed` are rebuilt. Any other global is refused, or with
+    `inert=True` (NVIDIA pickles, which carry their source code) becomes an inert placeholder type: data, never run."""
+
+    def __init__(self, file: BinaryIO, allowed: dict[tuple[str, str], Any], *, inert: bool = False):
+        super().__init__(file)
+        self.allowed, self.inert = allowed, inert
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return self.ALLOWED[(module, name)]
-        return type(name, (_Inert,), {"qualname": f"{module}.{name}"})
+        if (module, name) in self.allowed:
+            return self.allowed[(module, name)]
+        if self.inert:
+            return type(name, (_Inert,), {"qualname": f"{module}.{name}"})
+        raise pickle.UnpicklingError(f"refused global {module}.{name}: only {sorted({m for m, _ in self.allowed})} "
+                                     "objects may be unpickled here")
+
+
+def load_numpy_pickle(file: BinaryIO) -> Any:
+    """A pickle of numpy arrays in plain dicts / lists (weight files, `exstyle_code.npy`); nothing else is rebuilt."""
+    return SafeUnpickler(file, NUMPY_GLOBALS).load()
 
 
 def read_nvidia_pickle(path: str | Path, network: str = "G_ema") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -195,7 +218,7 @@ def read_nvidia_pickle(path: str | Path, network: str = "G_ema") -> tuple[dict[s
     """
     try:
         with open(path, "rb") as f:
-            data = _RestrictedUnpickler(f).load()
+            data = SafeUnpickler(f, NVIDIA_GLOBALS, inert=True).load()
     except FileNotFoundError as err:
         raise CheckpointError(f"checkpoint not found: {path}") from err
     except Exception as err:  # any malformed pickle  # noqa: BLE001

@@ -31,6 +31,7 @@ from core.checkpoints import (
     check_blur_kernel,
     generator_from_state_dict,
     infer_generator_config,
+    load_numpy_pickle,
     read_safetensors,
     read_torch_file,
 )
@@ -191,28 +192,11 @@ def load_dualstylegan(path: str | Path) -> DualStyleGAN:
 NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-class _NumpyArrayUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays (and the plain dicts/lists/strings around them); refuses every other global."""
-
-    REBUILD = np.ndarray(0).__reduce__()[0]  # numpy's `_reconstruct`, whichever module this numpy keeps it in
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): REBUILD,
-        ("numpy._core.multiarray", "_reconstruct"): REBUILD,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refused global {module}.{name}: only numpy arrays may be unpickled")
-        return self.ALLOWED[(module, name)]
-
-
 def load_exstyle_codes(path: str | Path) -> dict[str, torch.Tensor]:
     """DualStyleGAN `exstyle_code.npy` / `refined_exstyle_code.npy` -> {style image name: Z+ code [1, 18, 512]}.
 
     `np.load(allow_pickle=True)` would run any code the pickle names; this reads the same file with
-    `_NumpyArrayUnpickler` instead.
+    `core.checkpoints.load_numpy_pickle` instead (numpy arrays only).
     """
     path = Path(path)
     if not path.is_file():
@@ -225,7 +209,7 @@ def load_exstyle_codes(path: str | Path) -> dict[str, torch.Tensor]:
             _, _, dtype = read_header(f)
             if not dtype.hasobject:
                 raise CheckpointError(f"{path}: a plain {dtype} array, not a pickled dict of style codes")
-            array = _NumpyArrayUnpickler(f).load()
+            array = load_numpy_pickle(f)
     except (ValueError, EOFError, pickle.UnpicklingError, TypeError) as err:
         raise CheckpointError(f"{path}: not a readable exstyle-code .npy file: {err}") from err
     codes = array.item() if isinstance(array, np.ndarray) and array.shape == () else None

