@@ -18,6 +18,7 @@ from PIL import Image
 
 from core import faces
 from core.checkpoints import CheckpointError
+from core.inversion import ENCODER_METHODS
 from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
 from core.reference_edit import ReferenceEditor, load_reference_editor
@@ -66,8 +67,9 @@ class AppContext:
             try:
                 name = encoder_for(method, self.model_name)
             except KeyError:
-                raise user_message(f"No {method} encoder is available for the model {self.model_name!r}: "
-                                   "use W, W+ or PTI.", "No encoder") from None
+                hint = ": use W, W+ or PTI." if method in ENCODER_METHODS else "."
+                raise user_message(f"No {method} encoder is available for the model {self.model_name!r}{hint}",
+                                   "No encoder") from None
             self.encoders[method] = load_encoder(name, self.device, generator=self.model_name,
                                                  decoder=self.generator)
         return self.encoders[method]
