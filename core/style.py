@@ -77,7 +77,7 @@ class Style:
 
     def to_w(self, z_plus: torch.Tensor) -> torch.Tensor:
         """Z+ -> W+ through the base generator's mapping network, layer by layer."""
-        return self.generator.style(z_plus.flatten(0, 1)).view_as(z_plus)
+        return self.generator.map_zplus(z_plus)
 
     def weights(self, structure: float = 0.6, color: float = 1.0, *, structure_only: bool = False) -> list[float]:
         """Per-layer weights from the two sliders; `structure_only` switches the colour path off."""

@@ -159,7 +159,7 @@ class DualStyleGAN(nn.Module):
         """Map (z -> w, or Z+ row by row), truncate, and mix two codes at `inject_index` -> W+ [B, n_latent, D]."""
         mapping = self.generator.style
         if not input_is_latent:
-            styles = [mapping(s.flatten(0, 1)).view_as(s) if z_plus_latent else mapping(s) for s in styles]
+            styles = [self.generator.map_zplus(s) if z_plus_latent else mapping(s) for s in styles]
         if truncation < 1:
             center = self.generator.w_avg if truncation_latent is None else truncation_latent
             styles = [center + truncation * (s - center) for s in styles]
@@ -238,9 +238,8 @@ class DualStyleGAN(nn.Module):
         `preserve_color` keeps the content's own fine-layer (colour) code in the exemplar. Deviation: the noise
         is the generator's fixed maps unless `randomize_noise`, so the result is reproducible.
         """
-        to_w = self.generator.style
-        content_w = content if content_space == "w+" else to_w(content.flatten(0, 1)).view_as(content)
-        exstyle_w = exstyle if exstyle_space == "w+" else to_w(exstyle.flatten(0, 1)).view_as(exstyle)
+        content_w = content if content_space == "w+" else self.generator.map_zplus(content)
+        exstyle_w = exstyle if exstyle_space == "w+" else self.generator.map_zplus(exstyle)
         if preserve_color:
             exstyle_w = exstyle_w.expand(content_w.shape[0], -1, -1)
             exstyle_w = torch.cat([exstyle_w[:, : self.res_index + 1], content_w[:, self.res_index + 1 :]], 1)

@@ -275,7 +275,7 @@ class EncoderModel(nn.Module):
     def to_wplus(self, codes: torch.Tensor) -> torch.Tensor:
         if self.latent_space == "w+":
             return codes
-        return self.decoder.style(codes.flatten(0, 1)).view_as(codes)
+        return self.decoder.map_zplus(codes)
 
     def forward(
         self, images: torch.Tensor, resize: bool = True, randomize_noise: bool = False

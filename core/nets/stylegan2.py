@@ -343,6 +343,10 @@ class Generator(nn.Module):
 
     # -- halves ------------------------------------------------------------------------------------
 
+    def map_zplus(self, z_plus: torch.Tensor) -> torch.Tensor:
+        """Z+ [B, n_latent, D] -> W+: the mapping network applied to each layer's z (DualStyleGAN's latent space)."""
+        return self.style(z_plus.flatten(0, 1)).view_as(z_plus)
+
     def mapping(
         self,
         z: torch.Tensor,

@@ -171,12 +171,11 @@ def destylize(cfg: DualStyleGANConfig, G: Generator, G_style: Generator, encoder
         start = torch.cat([encoder.encode(chunk) for chunk in targets.split(64)])
     code = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([code], lr=cfg.destylize_lr)
-    map_style = lambda z, g: g.style(z.flatten(0, 1)).view_as(z)  # noqa: E731  Z+ -> W+ through g's mapping
     for step in range(cfg.destylize_steps):
         lr = cfg.destylize_lr * min(1.0, 0.5 * (1 + math.cos(math.pi * step / cfg.destylize_steps)) * 1.2)
         for group in opt.param_groups:
             group["lr"] = lr
-        image = G_style.synthesis(map_style(code, G_style), noise_mode="const")
+        image = G_style.synthesis(G_style.map_zplus(code), noise_mode="const")
         loss = (lpips_distance(image, targets).mean() + F.mse_loss(image, targets)
                 + cfg.destylize_spread * code.std(1).mean())
         opt.zero_grad(set_to_none=True)
@@ -184,8 +183,8 @@ def destylize(cfg: DualStyleGANConfig, G: Generator, G_style: Generator, encoder
         opt.step()
     with torch.no_grad():
         code = code.detach()
-        reconstruction = G_style.synthesis(map_style(code, G_style), noise_mode="const")
-        faces = torch.cat([G.synthesis(map_style(chunk, G), noise_mode="const") for chunk in code.split(64)])
+        reconstruction = G_style.synthesis(G_style.map_zplus(code), noise_mode="const")
+        faces = torch.cat([G.synthesis(G.map_zplus(chunk), noise_mode="const") for chunk in code.split(64)])
         intrinsic = torch.cat([encoder.encode(chunk) for chunk in faces.split(64)])
         distance = lpips_distance(reconstruction, targets)
     return {"extrinsic": code.cpu(), "intrinsic": intrinsic.cpu(), "destylized": to_uint8(faces).contiguous(),
@@ -237,7 +236,7 @@ class ExtrinsicTrainer:
 
     def to_w(self, z_plus: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return self.G.style(z_plus.flatten(0, 1)).view_as(z_plus)
+            return self.G.map_zplus(z_plus)
 
     def faces(self, n: int, psi: float = 0.7) -> torch.Tensor:
         with torch.no_grad():

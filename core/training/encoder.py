@@ -186,7 +186,7 @@ class EncoderTrainer:
 
     def to_wplus(self, codes: torch.Tensor) -> torch.Tensor:
         """The codes the synthesis network takes: Z+ goes through the mapping network layer by layer."""
-        return self.G.style(codes.flatten(0, 1)).view_as(codes) if self.z_plus else codes
+        return self.G.map_zplus(codes) if self.z_plus else codes
 
     def identity_loss(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         faces = identity.standardise(identity.crop(torch.cat([reconstruction, target]).float()))
