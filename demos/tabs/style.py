@@ -77,16 +77,20 @@ def build(ctx: AppContext, page: Page) -> None:
             raise user_message("No style is shipped for this model yet.", "No style")
         return ctx.style(name)
 
+    galleries: dict[str, list[tuple[Image.Image, str]]] = {}  # drawn once per style, not at every tab visit
+
     @user_errors
     def exemplars(name: str | None) -> list[tuple[Image.Image, str]]:
         """The style's first exemplars as DualStyleGAN reconstructs them (intrinsic + extrinsic code, weights 1)."""
         if not name:
             return []
-        style = load(name)
-        shown = min(GALLERY, len(style.extrinsic))
-        with torch.no_grad():
-            images = [style.transfer(style.intrinsic[i : i + 1], i, [1.0] * n_latent) for i in range(shown)]
-        return [(tensor_to_pil(image), str(i)) for i, image in enumerate(images)]
+        if name not in galleries:
+            style = load(name)
+            shown = min(GALLERY, len(style.extrinsic))
+            with torch.no_grad():
+                images = [style.transfer(style.intrinsic[i : i + 1], i, [1.0] * n_latent) for i in range(shown)]
+            galleries[name] = [(tensor_to_pil(image), str(i)) for i, image in enumerate(images)]
+        return galleries[name]
 
     def pick(event: gr.SelectData) -> tuple[int, str]:
         return event.index, SOURCES[0]
