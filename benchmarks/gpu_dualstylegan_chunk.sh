@@ -7,7 +7,8 @@
 #      OUT/ (runs/..., a warm machine's) or .carry/dualstylegan/$(basename OUT)/   the run so far (phases resume)
 # Out: the exported style NAME.safetensors when the run finished, else every compact part of the run as
 #      $OUT/NAME-PHASE__compact__PART.safetensors (<= 15 MiB each; no '+' or '/': the device tool refuses such
-#      names); and NAME.tgz (meta.json files, styles.npz, codes, logs, the last sample grids).
+#      names; PARTS=0 leaves them on the warm machine: only 8 files come back);
+#      and NAME.tgz (meta.json files, styles.npz, codes, logs, the last sample grids).
 set -euo pipefail
 minutes=$1; run=$2; shift 2
 out=$(realpath -m "${OUT:-out}"); name=$(basename "$run")
@@ -20,7 +21,7 @@ python3 -m core.train dualstylegan --out "$run" --minutes "$minutes" "$@" > "$ru
 tail -n 6 "$run.log"
 cp "$run.log" "$run/train.log"
 if ls "$run"/*.safetensors > /dev/null 2>&1; then cp "$run"/*.safetensors "$out/"   # finished: the exported style
-else for part in $(cd "$run" && find . -path '*compact/*.safetensors' | sed 's#^\./##'); do
+elif [ "${PARTS:-1}" = 1 ]; then for part in $(cd "$run" && find . -path '*compact/*.safetensors' | sed 's#^\./##'); do
   cp "$run/$part" "$out/$name-${part//\//__}"; done; fi                        # not yet: the resume state
 (cd "$run" && tar czf "$out/$name.tgz" $(find . -name meta.json -o -name log.jsonl -o -name config.json \
   -o -name train.log -o -name styles.npz -o -name codes.safetensors) \
