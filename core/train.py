@@ -66,16 +66,18 @@ REFERENCE_EDIT_HELP = {
 
 DUALSTYLEGAN_HELP = {
     "styles": "folder of style images (any size; aligned here, centre-cropped when no face is found); without it "
-              "only stage II runs, which depends on the generator alone (style runs reuse it: --pretrained)",
+              "only stage II runs, which depends on the generator alone, and is exported as OUT/stage2.safetensors",
     "kimg": "unused here: each phase has its own length (--finetune-kimg, --pretrain-kimg, --style-kimg)",
     "name": "the style's name ('' = the folder's name)",
     "generator": "registry name or generator file of the face model (kept frozen)",
     "encoder": "the face model's Z+ encoder (registry name or file)",
     "discriminator": "a compact folder with the face model's D-*.safetensors to start the style D from",
-    "pretrained": "a pretrain/ folder of an earlier run on the same generator: stage II is skipped",
+    "pretrained": "stage II to start from: '' = the one shipped for the generator (trained here when none is), a "
+                  "registry name or file (OUT/stage2.safetensors of a stage II run), a pretrain/ folder, or 'train'",
     "out": "output folder: styles.npz, finetune/, codes.safetensors, pretrain/, style/, NAME.safetensors",
     "minutes": HELP["minutes"] + "; the next run resumes where this one stopped",
-    "stop_after": "finetune or codes: stop after that phase (e.g. a GPU call that cannot carry the encoder yet)",
+    "stop_after": "align, finetune or codes: stop after that phase (align where dlib is, e.g. before a GPU call; "
+                  "codes when a GPU call cannot carry FaceNet yet)",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -15,7 +16,7 @@ from core.__main__ import main
 from core.checkpoints import CheckpointError, save_generator
 from core.nets.dualstylegan import DualStyleGAN
 from core.style import load_style
-from core.training.dualstylegan import DualStyleGANConfig, train
+from core.training.dualstylegan import DualStyleGANConfig, read_stage2, train
 from core.training.encoder import EncoderConfig, export_encoder
 from core.training.encoder import train as train_encoder
 
@@ -50,14 +51,19 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
                              out=str(tmp_path / "run"), res_index=4, batch=2, amp=False, finetune_kimg=0.004,
                              destylize_steps=3, pretrain_kimg=0.004, style_kimg=0.004, identity=0.0, device="cpu",
                              sample_minutes=0, log_kimg=0.002)
-    path = train(cfg)
+    stage2 = train(dataclasses.replace(cfg, styles="", out=str(tmp_path / "stage2")))  # stage II alone, exported
+    assert stage2 == tmp_path / "stage2" / "stage2.safetensors"
+    with pytest.raises(CheckpointError, match="retrain"):
+        read_stage2(str(stage2), str(save_generator(tiny_generator(1), tmp_path / "other.safetensors")))
+    path = train(dataclasses.replace(cfg, pretrained=str(stage2)))  # a style run starting from the shipped file
     assert path is not None and path.name == "styles.safetensors"
+    assert not (tmp_path / "run" / "pretrain").exists()
     tensors = load_file(str(path))
     assert tensors["exemplars.extrinsic"].shape == (3, 10, 32) and tensors["exemplars.intrinsic"].shape == (3, 10, 32)
     assert tensors["res.0.conv.0.weight"].dtype == torch.int8 and "res.0.conv.0.weight.scale" in tensors
-    for phase in ("finetune", "pretrain", "style"):
+    for phase in ("finetune", "style"):
         assert (tmp_path / "run" / phase / "compact" / "meta.json").exists()
-    assert train(cfg) == path  # nothing left to do: phases are skipped
+    assert train(dataclasses.replace(cfg, pretrained=str(stage2))) == path  # nothing left to do: phases are skipped
 
     style = load_style(path, generator=generator)
     assert style.name == "styles" and len(style.exemplars) == 3 and style.model.res_index == 4
@@ -82,3 +88,24 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert main([*common, "--exemplar", str(unseen), "--out", str(tmp_path / "own")]) == 0
     assert main([*common, "--random-exemplar", "3", "--preserve-color", "--out", str(tmp_path / "sampled")]) == 0
     assert main([*common, "--exemplar", "7", "--out", str(tmp_path / "bad")]) == 2  # 3 exemplars only
+
+
+def test_the_shipped_stage2_moves_a_face_toward_the_extrinsic_faces_structure():
+    """Stage II (trained once per generator, every style starts from it): DualStyleGAN(w1, extrinsic w2, weight 1 on
+    the structure layers) comes closer to the face generator's mix (w2 coarse, w1 fine) than w1's face is, and the
+    file is refused for another generator."""
+    from core.measures import lpips_distance
+    from core.registry import load_generator
+
+    G = load_generator("default")
+    model = DualStyleGAN.over(G, res_index=6)
+    model.load_state_dict(read_stage2("face128-dualstylegan-stage2", "default"), strict=False)
+    torch.manual_seed(0)
+    w1, w2 = (G.mapping(torch.randn(4, G.style_dim), truncation_psi=0.7)[:, None].expand(-1, G.n_latent, -1)
+              for _ in range(2))
+    mixed = torch.cat([w2[:, :7], w1[:, 7:]], 1)
+    noise = G.noise_maps("const", 4)
+    with torch.no_grad():
+        target, face = G.synthesis(mixed, noise_mode="const"), G.synthesis(w1, noise_mode="const")
+        moved = model.synthesis(w1, w2, [1.0] * 7 + [0.0] * (G.n_latent - 7), G.n_latent, noise)
+    assert lpips_distance(moved, target).mean() < 0.7 * lpips_distance(face, target).mean()

@@ -15,7 +15,7 @@ skipped and a phase cut short by the time budget resumes, so a run spans several
 4. `pretrain/` -- progressive fine-tuning stage II, structure transfer in the face domain: for faces w1, w2,
    DualStyleGAN(w1, extrinsic w2, weight 1 on the layers <= l) must draw the face generator's image of w2's first
    l + 1 layers with w1's others (LPIPS + L2); l grows from 0 to `res_index`. It depends only on the generator, so
-   another run's `pretrain/` can be reused (`--pretrained`).
+   it is trained once and shipped (`face128-dualstylegan-stage2`, `export_stage2`): a style run starts from it.
 5. `style/` -- stage III on the style: each S is reconstructed from its (intrinsic, extrinsic) pair (LPIPS + L2);
    random faces with random exemplars must fool the style discriminator of step 2 (adversarial, lazy R1), match the
    exemplar's feature statistics (a style loss on AlexNet features) and stay the same person (FaceNet, as the
@@ -40,13 +40,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from core import identity
+from core.checkpoints import CheckpointError, read_safetensors
 from core.data import list_photos
 from core.faces import from_uint8, to_uint8
 from core.measures import get_lpips, lpips_distance
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.ops import dequantise_int8, quantise_int8
 from core.nets.stylegan2 import Generator
-from core.registry import load_encoder, load_generator, resolve, sha256_of
+from core.registry import load_encoder, load_generator, made_for, resolve, resolve_kind, sha256_of
 from core.style import STYLE_FORMAT, align_exemplar
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
@@ -65,6 +66,8 @@ from core.training.scaffold import (
 )
 from core.training.stylegan2 import TrainConfig, Trainer
 
+STAGE2_FORMAT = "stylegan-playground/dualstylegan-stage2-v1"
+
 
 @dataclass
 class DualStyleGANConfig(RunConfig):
@@ -75,10 +78,12 @@ class DualStyleGANConfig(RunConfig):
     generator: str = "default"  # the face generator (frozen), registry name or file
     encoder: str = "face128-psp-zplus"  # its Z+ encoder (registry name or file)
     discriminator: str = ""  # face discriminator weights (compact folder with D-*.safetensors) for G' ('' = fresh)
-    pretrained: str = ""  # a stage II folder (`pretrain/`) of a run on the same generator: stage II is skipped
+    pretrained: str = ""  # stage II: '' = the registry's for the generator (else trained here), a shipped file
+    # (`export_stage2`), a `pretrain/` folder of another run, or 'train' (train it in out/pretrain)
     facenet: str = ""  # FaceNet weights for the identity loss ('' = the converted cache)
     out: str = "runs/dualstylegan"
-    stop_after: str = ""  # finetune | codes: stop after that phase (a GPU call that lacks what the next one needs)
+    stop_after: str = ""  # align | finetune | codes: stop after that phase (align needs dlib, which a GPU machine
+    # lacks; a GPU call may lack what the next phase needs)
     res_index: int = 6  # ModRes blocks after convs 0..res_index (structure), colour transforms above
     batch: int = 16
     amp: bool = True  # bf16 autocast (GPU)
@@ -94,12 +99,14 @@ class DualStyleGANConfig(RunConfig):
     # 5. stage III
     style_kimg: float = 30.0
     lr: float = 0.002
-    l2: float = 1.0
-    lpips: float = 1.0
+    l2: float = 1.0  # stage II: pixel L2 beside LPIPS
+    lpips: float = 1.0  # stage II's reconstruction, and stage III's exemplars (LPIPS only: no pixel loss)
     adversarial: float = 0.1
     identity: float = 1.0  # FaceNet 1 - cosine between the face and its stylisation (0: off)
     style_loss: float = 1.0  # feature mean / std matching with the exemplar
-    modres_l2: float = 0.01
+    style_layers: int = 2  # ... on AlexNet's first layers only: deeper statistics carry the exemplar's face itself
+    jitter: float = 0.1  # std of the noise on an exemplar's extrinsic Z+ code when it is rebuilt (the paper's)
+    modres_l2: float = 0.015  # x the sum of the ModRes weights' norms (the paper's L_reg)
     r1: float = 0.1
     kimg: float = 0.0  # unused: each phase has its own length
     sample_minutes: float = 2.0
@@ -221,8 +228,8 @@ class ExtrinsicTrainer:
             device), truncation_psi=0.7)
         if stage == "style":
             self.styles = from_uint8(styles).to(device)
-            self.intrinsic = self.to_w(codes["intrinsic"].float().to(device))
-            self.extrinsic = self.to_w(codes["extrinsic"].float().to(device))
+            self.intrinsic = codes["intrinsic"].float().to(device)  # Z+, mapped per step (after the jitter)
+            self.extrinsic = codes["extrinsic"].float().to(device)
             self.D = D.to(device).train().requires_grad_(True)
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.0, 0.99),
                                           fused=device.type == "cuda")
@@ -286,19 +293,32 @@ class ExtrinsicTrainer:
         return self.reconstruction_loss(image, target)
 
     def feature_statistics(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        features = self.alex.net(self.alex.scaling_layer(images))
+        features = self.alex.net(self.alex.scaling_layer(images))[: self.cfg.style_layers]
         return [(f.float().mean((2, 3)), f.float().std((2, 3))) for f in features]
 
     def style_loss(self) -> torch.Tensor:
+        """Stage III as the paper's Eq. 4-6, one batch of each kind per step.
+
+        Exemplars: each S rebuilt from its (intrinsic, extrinsic) pair, the extrinsic code jittered (N(0, jitter) in
+        Z+) and the intrinsic code's colour layers drawn afresh, so the path cannot memorise S from its code (LPIPS;
+        no pixel loss). Random faces with random exemplars, at a structure weight drawn from [0, 1] (every slider
+        position is trained, not only 1): adversarial, AlexNet feature statistics of the first `style_layers`
+        layers, FaceNet identity to the face. The ModRes weights' norms keep the structure path near stage II."""
         cfg, b = self.cfg, self.cfg.batch
-        ones = [1.0] * self.n
         pick = torch.randint(len(self.styles), (b,), device=self.device)
+        extrinsic = self.to_w(self.extrinsic[pick] + cfg.jitter * torch.randn_like(self.extrinsic[pick]))
+        fine = self.model.res_index + 1
+        intrinsic = self.to_w(torch.cat([self.intrinsic[pick, :fine], torch.randn_like(self.intrinsic[pick, fine:])],
+                                        1))
         with bf16(self.cfg.amp, self.device):
-            rebuilt = self.render(self.intrinsic[pick], self.extrinsic[pick], ones)
-        loss = self.reconstruction_loss(rebuilt, self.styles[pick])
+            rebuilt = self.render(intrinsic, extrinsic, [1.0] * self.n)
+            perceptual = lpips_distance(rebuilt, self.styles[pick]).float().mean()
+        self.means.add("lpips", perceptual)
+        loss = cfg.lpips * perceptual
         w = self.faces(b)
+        structure = torch.rand(()).item()
         with bf16(self.cfg.amp, self.device):
-            fake = self.render(w, self.extrinsic[pick], ones)
+            fake = self.render(w, self.to_w(self.extrinsic[pick]), self.model.blend_weights(structure, 1.0))
             adversarial = generator_loss(self.D(self.augment(fake)))
             with torch.no_grad():
                 self.last_fake = fake.detach()
@@ -313,16 +333,16 @@ class ExtrinsicTrainer:
         if self.facenet is not None:
             with torch.no_grad(), bf16(self.cfg.amp, self.device):
                 face = self.G.synthesis(w, noise_mode="const").float()
-            crops = identity.standardise(identity.crop(torch.cat([fake, face])))
+            crops = identity.standardise(identity.crop(torch.cat([fake.float(), face])))
             with bf16(self.cfg.amp, self.device):
                 a, f = self.facenet(crops).float().chunk(2)
             kept = (1 - F.cosine_similarity(a, f.detach(), dim=1)).mean()
             loss = loss + cfg.identity * kept
             self.means.add("id_loss", kept)
         if cfg.modres_l2:
-            size = sum(block.conv[0].weight.square().mean() + block.conv2[0].weight.square().mean()
-                       for block in self.model.res[: cfg.res_index + 1])
-            loss = loss + cfg.modres_l2 * size
+            norms = sum(p.norm() for block in self.model.res[: cfg.res_index + 1] for p in block.parameters())
+            loss = loss + cfg.modres_l2 * norms
+            self.means.add("modres_norm", norms)
         return loss
 
     def discriminator_step(self) -> None:
@@ -359,7 +379,8 @@ class ExtrinsicTrainer:
                                                                                          - 1)))
         else:
             for i in torch.linspace(0, len(self.styles) - 1, 4).long().tolist():
-                rows.append(self.render(w, self.extrinsic[i : i + 1].expand(len(w), -1, -1), [1.0] * self.n))
+                rows.append(self.render(w, self.to_w(self.extrinsic[i : i + 1]).expand(len(w), -1, -1),
+                                        self.model.blend_weights(0.6, 1.0)))
         return save_image_grid(torch.cat(rows).float().clamp(-1, 1), path)
 
     def save(self, folder: Path) -> None:
@@ -372,12 +393,10 @@ class ExtrinsicTrainer:
                 "config": dataclasses.asdict(self.cfg), "generator_sha256": sha256_of(resolve(self.cfg.generator))}
         (compact / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
-    def load(self, folder: str | Path, weights_only: bool = False) -> None:
-        """Resume from `save`'s compact folder; `weights_only`: take its extrinsic path and start at 0 images."""
-        folder = Path(folder)  # float16 parts, or int8 ones with scales (a stage II made small enough to travel)
+    def load(self, folder: str | Path) -> None:
+        """Resume from `save`'s compact folder."""
+        folder = Path(folder)
         self.model.load_state_dict(full(dequantise_int8(read_parts(folder, "extrinsic"))), strict=False)
-        if weights_only:
-            return
         meta = json.loads((folder / "meta.json").read_text())
         if self.stage == "style" and (tensors := read_parts(folder, "D")) is not None:
             self.D.load_state_dict(full(tensors))
@@ -390,9 +409,24 @@ def phase_done(folder: Path, kimg: float) -> bool:
     return meta.exists() and json.loads(meta.read_text())["nimg"] >= kimg * 1000
 
 
-def pretrain(cfg: DualStyleGANConfig, G: Generator, device: torch.device, start: float) -> Path | None:
-    """Stage II in `cfg.pretrained` (or `out/pretrain`) until done; its folder when it is, None when time ran out."""
-    folder = Path(cfg.pretrained) if cfg.pretrained else Path(cfg.out) / "pretrain"
+def stage2_source(cfg: DualStyleGANConfig) -> str:
+    """Where stage II comes from: `cfg.pretrained`, or the registry's stage II made for the generator, or 'train'."""
+    if cfg.pretrained:
+        return cfg.pretrained
+    try:
+        return made_for("dualstylegan_stage2", cfg.generator)
+    except KeyError:
+        return "train"
+
+
+def pretrain(cfg: DualStyleGANConfig, G: Generator, device: torch.device, start: float
+             ) -> dict[str, torch.Tensor] | None:
+    """Stage II's extrinsic weights: read from a shipped file, or trained in a folder (`cfg.pretrained`, else
+    `out/pretrain`) until done; None when time ran out."""
+    source = stage2_source(cfg)
+    if source != "train" and not Path(source).is_dir():
+        return read_stage2(source, cfg.generator)
+    folder = Path(source) if source != "train" else Path(cfg.out) / "pretrain"
     if not phase_done(folder, cfg.pretrain_kimg):
         stage2 = ExtrinsicTrainer(cfg, "pretrain", G, device)
         if (folder / "compact" / "meta.json").exists():
@@ -400,7 +434,43 @@ def pretrain(cfg: DualStyleGANConfig, G: Generator, device: torch.device, start:
         run(stage2, dataclasses.replace(cfg, kimg=cfg.pretrain_kimg, out=str(folder)), start)
         if stage2.nimg < cfg.pretrain_kimg * 1000:
             return None
-    return folder
+    return full(dequantise_int8(read_parts(folder / "compact", "extrinsic")))
+
+
+def int8_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Matrices as int8 with per-row float16 scales, the rest float16: what a shipped extrinsic path stores."""
+    tensors = {}
+    for key, value in full(dequantise_int8(state)).items():
+        if value.ndim >= 2:
+            tensors[key], tensors[f"{key}.scale"] = quantise_int8(value)
+        else:
+            tensors[key] = value.half()
+    return tensors
+
+
+def export_stage2(folder: str | Path, path: str | Path) -> Path:
+    """A finished stage II (`pretrain/` folder) as one shipped file: the int8 extrinsic path and, in the metadata,
+    the base generator's sha256, `res_index` and the kimg it trained."""
+    compact = Path(folder) / "compact"
+    meta = json.loads((compact / "meta.json").read_text())
+    info = {"format": STAGE2_FORMAT, "generator_sha256": meta["generator_sha256"],
+            "res_index": str(meta["config"]["res_index"]), "kimg": str(round(meta["nimg"] / 1000, 1)),
+            "config": json.dumps(meta["config"])}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(int8_state(read_parts(compact, "extrinsic")), str(path), metadata=info)
+    return Path(path)
+
+
+def read_stage2(name_or_path: str, generator: str) -> dict[str, torch.Tensor]:
+    """A shipped stage II's extrinsic weights, refused with "retrain" when it was made for another generator."""
+    path = resolve_kind(name_or_path, ("dualstylegan_stage2",))
+    tensors, meta = read_safetensors(path)
+    if meta.get("format") != STAGE2_FORMAT:
+        raise CheckpointError(f"{path}: not a {STAGE2_FORMAT} file")
+    if meta.get("generator_sha256") != sha256_of(resolve(generator)):
+        raise CheckpointError(f"{path} was trained for another generator than {generator}: retrain stage II "
+                              "(`python -m core train dualstylegan --pretrained train`, models/face128/STYLES.md)")
+    return full(dequantise_int8(tensors))
 
 
 def train(cfg: DualStyleGANConfig) -> Path | None:
@@ -414,14 +484,17 @@ def train(cfg: DualStyleGANConfig) -> Path | None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     G = load_generator(cfg.generator, device).requires_grad_(False)
-    if not cfg.styles:
-        return pretrain(cfg, G, device, start)
+    if not cfg.styles:  # stage II alone: exported as the file style runs start from
+        done = pretrain(dataclasses.replace(cfg, pretrained=cfg.pretrained or "train"), G, device, start)
+        return None if done is None else export_stage2(out / "pretrain", out / "stage2.safetensors")
     styles_file = out / "styles.npz"
     if not styles_file.exists():
         pixels, names, aligned = align_styles(cfg.styles, G.size)
         np.savez_compressed(styles_file, pixels=pixels, names=np.array(names), aligned=np.array(aligned))
         print(f"{len(names)} style images: {sum(aligned)} aligned by landmarks, {len(names) - sum(aligned)} "
               "centre-cropped (no face found)", flush=True)
+    if cfg.stop_after == "align":
+        return None
     with np.load(styles_file) as saved:
         styles = torch.from_numpy(saved["pixels"])
 
@@ -445,7 +518,7 @@ def train(cfg: DualStyleGANConfig) -> Path | None:
     if (style_dir / "compact" / "meta.json").exists():
         stage3.load(style_dir / "compact")
     else:
-        stage3.load(pretrained / "compact", weights_only=True)
+        stage3.model.load_state_dict(pretrained, strict=False)
     run(stage3, dataclasses.replace(cfg, kimg=cfg.style_kimg, out=str(style_dir)), start)
     if stage3.nimg < cfg.style_kimg * 1000:
         return None
@@ -463,12 +536,7 @@ def export_style(out: str | Path, path: str | Path) -> Path:
     out = Path(out)
     meta = json.loads((out / "style" / "compact" / "meta.json").read_text())
     cfg = meta["config"]
-    tensors = {}
-    for key, value in full(read_parts(out / "style" / "compact", "extrinsic")).items():
-        if value.ndim >= 2:
-            tensors[key], tensors[f"{key}.scale"] = quantise_int8(value)
-        else:
-            tensors[key] = value.half()
+    tensors = int8_state(read_parts(out / "style" / "compact", "extrinsic"))
     codes = load_file(str(out / "codes.safetensors"))
     with np.load(out / "styles.npz") as saved:
         names, aligned = [str(n) for n in saved["names"]], saved["aligned"].tolist()
