@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,7 +85,10 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pivot-steps", type=int, help="PTI: projection steps for a w / w+ pivot (default: the "
                         "preset's, 450 for paper)")
     parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda; under `torchrun --nproc-per-node N` each "
+                        "process takes every N-th photo on its own GPU")
+    parser.add_argument("--batch", type=int, default=1, help="PTI: photos tuned together in one batched run, each "
+                        "with its own generator (results as one by one; faster on a GPU)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free, "
                         "at least 1: on a shared machine fewer threads run faster)")
     parser.add_argument("--seed", type=int, default=0)
@@ -93,17 +97,36 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_invert)
 
 
+def write_inversion(args: argparse.Namespace, photo: Path, folder: Path, crop, result) -> None:
+    """A photo's reconstruction.png, result.safetensors and metrics.json, and its line on the console."""
+    from core.faces import pil_to_tensor, tensor_to_pil
+    from core.measures import score_each
+
+    tensor_to_pil(result.reconstruction[0]).save(folder / "reconstruction.png")
+    result.metrics |= score_each(result.reconstruction, pil_to_tensor(crop))  # per image, like its own
+    result.save(folder / "result.safetensors")
+    report = {"photo": str(photo), "method": args.method, "model": args.model, "options": result.options,
+              "timings": result.timings, "metrics": {k: _finite(v[0]) for k, v in result.metrics.items()}}
+    (folder / "metrics.json").write_text(json.dumps(report, indent=1))
+    same = "same person" if result.metrics["same_person"][0] else "NOT the same person"
+    print(f"{photo.name}: psnr {result.metrics['psnr'][0]:.1f} dB, lpips {result.metrics['lpips'][0]:.3f}, "
+          f"{same} (identity {result.metrics['identity'][0]:.2f}), {result.timings['total']:.1f} s -> {folder}")
+
+
 def run_invert(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from core.faces import pil_to_tensor, tensor_to_pil
     from core.inversion import ENCODER_METHODS, invert
-    from core.measures import score_each
     from core.registry import encoder_for, load_encoder, load_generator
     from core.threads import use_threads
 
     use_threads(args.threads)
     photos = photos_in(args.photos)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1:  # `torchrun --nproc-per-node N`: each process inverts every N-th photo on its own GPU
+        photos = photos[rank::world]
+        if args.device == "cuda":
+            args.device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
     if not photos:
         print("no photos found in " + ", ".join(args.photos), file=sys.stderr)
         return 2
@@ -128,7 +151,7 @@ def run_invert(args: argparse.Namespace) -> int:
     elif args.steps and args.method not in ENCODER_METHODS:
         options["steps"] = args.steps
 
-    skipped, used_names = [], set()
+    skipped, used_names, aligned = [], set(), []
     for photo in photos:
         try:
             crop = aligned_photo(photo, G.size, args.aligned)
@@ -138,26 +161,25 @@ def run_invert(args: argparse.Namespace) -> int:
             continue
         name = photo.stem if photo.stem not in used_names else photo.name.replace(".", "_")
         used_names.add(name)
-        folder = args.out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        crop.save(folder / "aligned.png")
-        with tqdm(desc=f"{photo.name} ({args.method})", unit="step", leave=True) as bar:
+        (args.out / name).mkdir(parents=True, exist_ok=True)
+        crop.save(args.out / name / "aligned.png")
+        aligned.append((photo, args.out / name, crop))
+    batch = args.batch if args.method == "pti" else 1  # PTI's batched run: each photo still its own generator
+    for start in range(0, len(aligned), batch):
+        group = aligned[start : start + batch]
+        label = group[0][0].name + (f" + {len(group) - 1} more" if len(group) > 1 else "")
+        with tqdm(desc=f"{label} ({args.method})", unit="step", leave=True) as bar:
 
             def progress(step: int, total: int, values: dict, bar=bar) -> None:
                 bar.total = total
                 bar.update(step - bar.n)
                 bar.set_postfix(phase=values["phase"], lpips=f"{values['lpips']:.3f}")
 
-            result = invert(G, crop, args.method, progress=progress, **options)
-        tensor_to_pil(result.reconstruction[0]).save(folder / "reconstruction.png")
-        result.metrics |= score_each(result.reconstruction, pil_to_tensor(crop))  # per image, like its own
-        result.save(folder / "result.safetensors")
-        report = {"photo": str(photo), "method": args.method, "model": args.model, "options": result.options,
-                  "timings": result.timings, "metrics": {k: _finite(v[0]) for k, v in result.metrics.items()}}
-        (folder / "metrics.json").write_text(json.dumps(report, indent=1))
-        same = "same person" if result.metrics["same_person"][0] else "NOT the same person"
-        print(f"{photo.name}: psnr {result.metrics['psnr'][0]:.1f} dB, lpips {result.metrics['lpips'][0]:.3f}, "
-              f"{same} (identity {result.metrics['identity'][0]:.2f}), {result.timings['total']:.1f} s -> {folder}")
+            crops = [crop for _, _, crop in group]
+            results = (invert(G, crops, args.method, progress=progress, independent=True, **options) if batch > 1
+                       else [invert(G, crops[0], args.method, progress=progress, **options)])
+        for (photo, folder, crop), result in zip(group, results, strict=True):
+            write_inversion(args, photo, folder, crop, result)
     done = len(photos) - len(skipped)
     print(f"{done} photo(s) inverted into {args.out}" + (f", {len(skipped)} skipped: {', '.join(skipped)}"
                                                           if skipped else ""))

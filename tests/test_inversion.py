@@ -232,6 +232,34 @@ def test_rendering_edits_copies_the_generator_once(G, tmp_path, monkeypatch):
     assert not torch.allclose(tuned, original)
 
 
+def test_independent_pti_of_a_batch_equals_each_photos_own_run():
+    """Batched PTI with one generator per photo (vmap over stacked weights): each photo's weights and reconstruction
+    are its batch-1 run's, early stop and locality included (the photos stop at different steps). Adam's first
+    steps are sign-like, so float-level differences (the batched conv path vs batch 1's fused one) move near-zero
+    gradients' weights by up to lr: weights and images agree to that, the measures closely."""
+    G = tiny_generator(64)
+    targets = faces_or_perturbed(G, 3)
+    options = dict(pivot="mean", steps=20, early_stop=0.7, locality=True, **FAST)
+    batched = invert(G, targets, "pti", independent=True, **options)
+    alone = [invert(G, targets[i : i + 1], "pti", **options) for i in range(3)]
+    assert isinstance(batched, list) and len(batched) == 3
+    stops = [len(r.losses["tune"]["loss"]) for r in alone]
+    assert len(set(stops)) > 1 and max(stops) < 20, stops  # the early stop hit each photo at its own step
+    assert [len(r.losses["tune"]["loss"]) for r in batched] == [max(stops)] * 3  # one run: until the last stops
+    for mine, own in zip(batched, alone, strict=True):
+        assert mine.delta.keys() == own.delta.keys() and mine.options["independent"] == 3
+        for name, change in own.delta.items():
+            torch.testing.assert_close(mine.delta[name].float(), change.float(), atol=FAST["lr"], rtol=0)
+        torch.testing.assert_close(mine.reconstruction, own.reconstruction, atol=0.05, rtol=0)
+        assert abs(mine.metrics["lpips"][0] - own.metrics["lpips"][0]) < 2e-3
+    assert not torch.equal(batched[0].delta["convs.0.conv.weight"], batched[1].delta["convs.0.conv.weight"])
+    # a W pivot: the projection too gives each photo its batch-1 run's random draws
+    batched = invert(G, targets, "pti", independent=True, project_steps=6, steps=2, **FAST)
+    for i, mine in enumerate(batched):
+        own = invert(G, targets[i : i + 1], "pti", project_steps=6, steps=2, **FAST)
+        torch.testing.assert_close(mine.pivot, own.pivot, atol=5e-3, rtol=0)
+
+
 def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):
     photos = sorted((FFHQ.parent / "lfw").glob("*.jpg"))[:1]
     if not photos:
@@ -292,6 +320,21 @@ def test_cli_takes_every_preset(G, tmp_path):
                  "--pivot-steps", "2", "--steps", "2", "--out", str(tmp_path / "out")])
     report = json.loads((tmp_path / "out" / "crop" / "metrics.json").read_text())
     assert code == 0 and report["options"]["preset"] == "fast" and report["options"]["project_steps"] == 2
+
+
+def test_cli_batches_pti_and_shards_photos_over_torchrun_processes(G, tmp_path, monkeypatch):
+    for i, colour in enumerate([(150, 110, 90), (90, 110, 150), (120, 120, 120)]):
+        Image.new("RGB", (40, 40), colour).save(tmp_path / f"crop{i}.png")
+    model = save_generator(G, tmp_path / "G.safetensors")
+    common = ["invert", *(str(tmp_path / f"crop{i}.png") for i in range(3)), "--aligned", "--model", str(model),
+              "--pivot-steps", "2", "--steps", "2"]
+    assert main([*common, "--batch", "3", "--out", str(tmp_path / "batched")]) == 0
+    reports = [json.loads((tmp_path / "batched" / f"crop{i}" / "metrics.json").read_text()) for i in range(3)]
+    assert all(r["options"]["independent"] == 3 for r in reports)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # the second of two processes takes every second photo
+    assert main([*common, "--out", str(tmp_path / "rank1")]) == 0
+    assert sorted(p.name for p in (tmp_path / "rank1").iterdir()) == ["crop1"]
 
 
 def test_encoder_methods_share_invert_and_its_result_type():

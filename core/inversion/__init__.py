@@ -95,8 +95,9 @@ def invert(
     encoder: torch.nn.Module | None = None,
     preset: str = "paper",
     **options,
-) -> InversionResult:
-    """Invert one aligned face (or several: batched W/W+, multi-ID PTI) with G, which is left untouched.
+) -> InversionResult | list[InversionResult]:
+    """Invert one aligned face (or several: batched W/W+, multi-ID PTI, or with `independent=True` independent PTI
+    of each in one batched run, one result per photo) with G, which is left untouched.
 
     method 'psp' / 'e4e' / 'style_transformer': one forward pass of `encoder` (an `EncoderModel` from
     `core.registry.load_encoder`, whose decoder should be G); with method 'pti', `pivot='e4e'` (or 'psp') and
@@ -121,7 +122,8 @@ def invert(
                 raise ValueError(f"pivot {pivot!r} needs encoder=... (e.g. core.registry.load_encoder('face128-e4e'))")
             settings["pivot"] = encoder_pivot(encoder, size=encoder.encoder.input_size)
         result = pivotal_tuning(G, targets, progress=progress, **settings)
-        result.options |= {"preset": preset} | ({"pivot": pivot} if isinstance(pivot, str) else {})
+        for each in result if isinstance(result, list) else [result]:
+            each.options |= {"preset": preset} | ({"pivot": pivot} if isinstance(pivot, str) else {})
         return result
     if method in ENCODER_METHODS:
         if encoder is None:

@@ -194,7 +194,8 @@ def fit_latents(
     Loss: LPIPS (`lpips_net`: the official VGG, or AlexNet, ~3x cheaper) on images area-downsampled to 256 px when
     larger + noise_weight x noise regularisation.
     The latent starts at w_avg and is jittered by w_std * noise_factor * (1 - t / noise_ramp)^2 during the first
-    noise_ramp of the run; noise maps start random and are renormalised after every step. Returns
+    noise_ramp of the run; noise maps start random and are renormalised after every step. Each image of a batch gets
+    the random values a batch-1 run draws, so it ends where it would alone. Returns
     (ws [N, D] or [N, n_latent, D], noise maps [N, 1, h, w] per layer, per-step losses).
     """
     G = frozen_copy(G)
@@ -205,8 +206,9 @@ def fit_latents(
     rng = torch.Generator(device).manual_seed(seed)
     start = w_avg.expand(n, -1) if space == "w" else w_avg.unsqueeze(1).expand(n, G.n_latent, -1)
     ws = start.clone().requires_grad_(True)
+    # every image gets the random draws of a batch-1 run: a batch inverts each photo as it would be alone
     noise = [
-        torch.randn(n, 1, *m.shape[-2:], generator=rng, device=device).requires_grad_(True)
+        torch.randn(1, 1, *m.shape[-2:], generator=rng, device=device).repeat(n, 1, 1, 1).requires_grad_(True)
         for m in G.noise_maps("const")
     ]
 
@@ -225,7 +227,8 @@ def fit_latents(
     def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         t = step / steps
         jitter = w_std * noise_factor * max(0.0, 1.0 - t / noise_ramp) ** 2
-        distance, regulariser = forward(ws + jitter * torch.randn(ws.shape, generator=rng, device=device), noise)
+        draw = torch.randn(1, *ws.shape[1:], generator=rng, device=device)
+        distance, regulariser = forward(ws + jitter * draw, noise)
         loss = (distance + noise_weight * regulariser).sum()
         return loss, {"lpips": distance.mean(), "noise_reg": regulariser.mean()}
 

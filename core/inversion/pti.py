@@ -76,7 +76,7 @@ def ball_latents(
     """
     device = pivot.device
     pivots = as_wplus(pivot, base.n_latent).repeat_interleave(samples, 0)
-    z = torch.randn(pivots.shape[0], base.style_dim, generator=generator, device=device)
+    z = torch.randn(samples, base.style_dim, generator=generator, device=device).repeat(len(pivot), 1)  # as alone
     with torch.no_grad():
         w_z = as_wplus(base.mapping(z, truncation_psi=psi), base.n_latent)
     direction = w_z - pivots
@@ -133,6 +133,59 @@ def make_pivot(
                      f"{sorted(PIVOTS)}, an encoder callable or a latent tensor")
 
 
+class _Synthesis(torch.nn.Module):
+    """G's synthesis as a module call, so that `torch.func.functional_call` can swap in one photo's weights."""
+
+    def __init__(self, G: Generator):
+        super().__init__()
+        self.G = G
+
+    def forward(self, ws: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+        return self.G.synthesis(ws, noise=noise)
+
+
+class PerPhotoWeights:
+    """Independent PTI of N photos in one batched run: every synthesis weight stacked N times ([N, ...], one
+    generator per photo), drawn with `torch.vmap` over `functional_call`, which turns each convolution into one
+    grouped convolution over the photos (the modulated conv's own batching). Adam is elementwise and the loss a sum
+    of per-photo losses, so each photo follows the steps its batch-1 run takes; a photo that meets the early stop is
+    frozen (its weights restored after every later step), as its batch-1 run would have stopped there."""
+
+    def __init__(self, G: Generator, n: int):
+        self.module = _Synthesis(copy.deepcopy(G).train().requires_grad_(False))
+        self.names = [k for k, _ in self.module.named_parameters() if not k.startswith("G.style.")]
+        self.base = {k: v.detach() for k, v in self.module.named_parameters()}
+        self.params = {k: self.base[k].expand(n, *self.base[k].shape).clone().requires_grad_(True)
+                       for k in self.names}
+        self.done = torch.zeros(n, dtype=torch.bool, device=next(G.parameters()).device)
+        self.kept = {k: v.detach().clone() for k, v in self.params.items()}
+
+    def synthesis(self, latents: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+        """latents [N, per, n_latent, D] (photo i's drawn by generator i) -> images [N, per, 3, H, W]."""
+        def one(params: dict[str, torch.Tensor], ws: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(self.module, params, (ws, noise))
+
+        return torch.vmap(one)(self.params, latents)
+
+    @torch.no_grad()
+    def freeze(self, met: torch.Tensor) -> None:
+        """Photos meeting the early stop now keep their current weights (taken before this step's update)."""
+        new = met & ~self.done
+        for k, p in self.params.items():
+            self.kept[k] = torch.where(new.view(-1, *[1] * (p.ndim - 1)), p.detach(), self.kept[k])
+        self.done |= met
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for k, p in self.params.items():
+            p.copy_(torch.where(self.done.view(-1, *[1] * (p.ndim - 1)), self.kept[k], p))
+
+    def delta(self, i: int) -> dict[str, torch.Tensor]:
+        """Photo i's weight change, keyed like G's state dict (as `weight_delta`)."""
+        return {k.removeprefix("G."): (self.params[k][i].detach().float() - self.base[k].float()).half().cpu()
+                for k in self.names if not torch.equal(self.params[k][i], self.base[k])}
+
+
 def pivotal_tuning(
     G: Generator,
     targets: torch.Tensor,
@@ -152,14 +205,17 @@ def pivotal_tuning(
     locality_samples: int = 1,
     pivot_lr: float = 0.01,
     seed: int = 0,
+    independent: bool = False,
     progress: Progress | None = None,
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
     compile: bool = False,
     watch: Callable[[int, torch.Tensor], None] | None = None,
     **projection: object,
-) -> InversionResult:
-    """PTI of targets [N, 3, H, W] in [-1, 1]: N > 1 tunes one generator for all of them at once (multi-ID).
+) -> InversionResult | list[InversionResult]:
+    """PTI of targets [N, 3, H, W] in [-1, 1]: N > 1 tunes one generator for all of them at once (multi-ID), or with
+    `independent` one generator per photo in one batched run (`PerPhotoWeights`), returning one result per photo,
+    each what its batch-1 run gives (every photo draws the random values its batch-1 run draws).
 
     Tuning loss per image: LPIPS(alex) + l2_weight * MSE against the target, on G_tuned(pivot) with the stored noise;
     Adam (lr) for up to `steps`, stopping once every image's LPIPS <= early_stop, that LPIPS scored at
@@ -186,10 +242,14 @@ def pivotal_tuning(
                                   progress=phase_progress(progress, "pivot", 0, total), **projection, **speed)
     pivot_seconds = time.perf_counter() - started
 
-    tuned = copy.deepcopy(G).train().requires_grad_(False)
-    weights = [p for key, p in tuned.named_parameters() if not key.startswith("style.")]  # synthesis only
-    for p in weights:
-        p.requires_grad_(True)
+    per_photo = PerPhotoWeights(G, n) if independent else None
+    if per_photo is None:
+        tuned = copy.deepcopy(G).train().requires_grad_(False)
+        weights = [p for key, p in tuned.named_parameters() if not key.startswith("style.")]  # synthesis only
+        for p in weights:
+            p.requires_grad_(True)
+    else:
+        weights = list(per_photo.params.values())
     joint = isinstance(name, str) and name.startswith("joint")
     ws = ws.clone().requires_grad_(joint)
     groups = [{"params": weights, "lr": lr}] + ([{"params": [ws], "lr": pivot_lr}] if joint else [])
@@ -198,12 +258,22 @@ def pivotal_tuning(
     lpips_alex = TargetLPIPS(targets, "alex", channels_last=channels_last)
     small = early_stop is not None and G.size < EARLY_STOP_SIZE
     lpips_stop = TargetLPIPS(to_scoring_size(targets), "alex") if small else None
-    n_reg = n * locality_samples if locality else 0
-    noise = [torch.cat([m.expand(n, -1, -1, -1), m.new_zeros(n_reg, *m.shape[1:])]) for m in tuned.noise_maps("const")]
+    k = locality_samples if locality else 0
+    maps = G.noise_maps("const")
+
+    def synthesis(latents: torch.Tensor) -> torch.Tensor:
+        """The pivots' [N] then the ball latents' [N * k] images: one tuned generator, or each photo's own."""
+        if per_photo is None:
+            noise = [torch.cat([m.expand(n, -1, -1, -1), m.new_zeros(n * k, *m.shape[1:])]) for m in maps]
+            return tuned.synthesis(latents, noise=noise)
+        noise = [torch.cat([m, m.new_zeros(k, *m.shape[1:])]) for m in maps]
+        own = torch.cat([latents[:n, None], latents[n:].view(n, k, *latents.shape[1:])], 1)  # [N, 1 + k, ...]
+        images = per_photo.synthesis(own, noise)
+        return torch.cat([images[:, 0], images[:, 1:].flatten(0, 1)])
 
     def forward(latents: torch.Tensor, originals: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         with speed_context(device, autocast):
-            images = tuned.synthesis(latents, noise=noise).float()
+            images = synthesis(latents).float()
         reconstruction = images[:n], lpips_alex(images[:n]), _mse(images[:n], targets)
         if originals is None:
             return reconstruction
@@ -221,30 +291,43 @@ def pivotal_tuning(
         images, lp, l2, *regulariser = forward(latents, originals)
         if watch is not None:
             watch(step, images.detach())
-        loss = (lp + l2_weight * l2).mean()
+        per_image = lp + l2_weight * l2
         logged = {"lpips": lp.mean(), "lpips_max": lp.max(), "mse": l2.mean()}
+        stop_score = lp.detach()
         if lpips_stop is not None:
             with torch.no_grad():
-                logged["lpips_stop_max"] = lpips_stop(to_scoring_size(images.detach().float())).max()
+                stop_score = lpips_stop(to_scoring_size(images.detach().float()))
+                logged["lpips_stop_max"] = stop_score.max()
         if regulariser:
             reg_lpips, reg_l2 = regulariser
-            loss = loss + locality_weight * (reg_lpips + locality_l2 * reg_l2).mean()
+            per_image = per_image + locality_weight * (reg_lpips + locality_l2 * reg_l2).view(n, -1).mean(1)
             logged |= {"locality_lpips": reg_lpips.mean(), "locality_mse": reg_l2.mean()}
-        return loss, logged
+        if per_photo is None:
+            return per_image.mean(), logged
+        if early_stop is not None:
+            per_photo.freeze(stop_score <= early_stop)
+            logged["photos_tuning"] = (~per_photo.done).sum()
+        return per_image.sum(), logged  # each photo's gradient is its batch-1 run's
 
     cancelled = projecting and len(pivot_losses.get("loss", ())) < project_steps  # progress said stop: no tuning
-    tune_losses = run_adam(
-        loss_fn, groups, 0 if cancelled else steps,
-        stop_when=(lambda v: v.get("lpips_stop_max", v["lpips_max"]) <= early_stop) if early_stop is not None else None,
-        progress=phase_progress(progress, "tune", total - steps, total),
-    )
+    if per_photo is not None:
+        stop_when = (lambda v: v["photos_tuning"] == 0) if early_stop is not None else None
+    else:
+        stop_when = ((lambda v: v.get("lpips_stop_max", v["lpips_max"]) <= early_stop) if early_stop is not None
+                     else None)
+    tune_losses = run_adam(loss_fn, groups, 0 if cancelled else steps, stop_when=stop_when,
+                           after_step=per_photo.restore if per_photo is not None else None,
+                           progress=phase_progress(progress, "tune", total - steps, total))
     finished = time.perf_counter()
     options = dict(pivot=name if isinstance(name, str) else type(name).__name__, project_steps=project_steps,
                    project_lr=project_lr, steps=steps, lr=lr, l2_weight=l2_weight, early_stop=early_stop,
                    locality=locality, locality_weight=locality_weight, locality_l2=locality_l2, alpha=alpha, psi=psi,
                    locality_samples=locality_samples, pivot_lr=pivot_lr, seed=seed, **projection, **speed)
-    return InversionResult.create(
-        "pti", G, targets, pivot=ws, tuned=tuned, losses={"pivot": pivot_losses, "tune": tune_losses},
-        timings={"pivot": pivot_seconds, "tune": finished - started - pivot_seconds, "total": finished - started},
-        options=options,
-    )
+    timings = {"pivot": pivot_seconds, "tune": finished - started - pivot_seconds, "total": finished - started}
+    losses = {"pivot": pivot_losses, "tune": tune_losses}
+    if per_photo is None:
+        return InversionResult.create("pti", G, targets, pivot=ws, tuned=tuned, losses=losses, timings=timings,
+                                      options=options)
+    return [InversionResult.create("pti", G, targets[i : i + 1], pivot=ws[i : i + 1], delta=per_photo.delta(i),
+                                   losses=losses, timings=timings, options=options | {"independent": n})
+            for i in range(n)]

@@ -80,17 +80,19 @@ class InversionResult:
         *,
         pivot: torch.Tensor,
         tuned: Generator | None = None,
+        delta: dict[str, torch.Tensor] | None = None,
         noise: list[torch.Tensor] | None = None,
         losses: dict[str, dict[str, list[float]]],
         timings: dict[str, float],
         options: dict[str, Any],
     ) -> InversionResult:
-        """Package a finished run: stores the delta and noise at their saved precision and renders from them."""
+        """Package a finished run: stores the delta (of `tuned`, or given) and noise at their saved precision and
+        renders from them."""
         result = cls(
             method=method,
             pivot=pivot.detach().float().cpu(),
             reconstruction=torch.empty(0),
-            delta=weight_delta(base, tuned) if tuned is not None else {},
+            delta=weight_delta(base, tuned) if tuned is not None else (delta or {}),
             noise=[maps.detach().half().cpu() for maps in noise] if noise is not None else None,
             losses=losses,
             timings=timings,
