@@ -18,6 +18,7 @@ from core.training.attributes import read_labels
 from core.training.reference_edit import (
     ReferenceEditConfig,
     accuracy_table,
+    held_still,
     train_edit_transformer,
     train_latent_classifier,
 )
@@ -45,6 +46,15 @@ def test_training_learns_the_planted_attributes_and_edits_one_at_a_time():
         before, after = torch.sigmoid(classifier(source)[0]), torch.sigmoid(classifier(edited)[0])
     assert (after[:, 0] - before[:, 0]).mean() > 0.3  # took the attribute
     assert (after[:, 2] - before[:, 2]).abs().mean() < 0.15  # not trained on, left alone
+
+
+def test_an_edit_does_not_hold_still_what_goes_with_its_attribute():
+    """With `correlated` < 1 the keep-the-others term leaves out attributes whose labels go with the target's (a
+    smile and an open mouth), so holding them still cannot cancel taking the target."""
+    labels = (torch.randn(1000, 3) > 0).float()
+    labels = torch.cat([labels, labels[:, :1], torch.ones(1000, 1)], 1)  # attribute 3 = attribute 0; 4 constant
+    assert held_still(labels, 1.0)[0] == [1, 2, 3, 4]  # the paper's: every other attribute
+    assert held_still(labels, 0.3)[0] == [1, 2, 4] and held_still(labels, 0.3)[3] == [1, 2, 4]
 
 
 @pytest.fixture(scope="module")

@@ -151,16 +151,18 @@ def reference_edit_loss(
     edited: torch.Tensor,
     attribute: int,
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    keep: list[int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The official training objective of the edit transformer (`coach_ref_edit.calc_loss`).
 
     Stay close to the source code (L2 in W+); match the reference on the edited attribute's embedding;
-    match the source on every other attribute's embedding. `weights` = (l2, ref-attribute, src-attributes).
+    match the source on the other attributes' embeddings (`keep`; default every other one, as the official code).
+    `weights` = (l2, ref-attribute, src-attributes).
     """
     _, embed_edit = classifier(edited)
     _, embed_ref = classifier(reference)
     _, embed_src = classifier(source)
-    others = [i for i in range(embed_edit.shape[1]) if i != attribute]
+    others = keep if keep is not None else [i for i in range(embed_edit.shape[1]) if i != attribute]
     terms = {
         "loss_l2_src_code": F.mse_loss(edited, source),
         "loss_l2_ref_attr": F.mse_loss(embed_edit[:, attribute], embed_ref[:, attribute]),

@@ -58,6 +58,8 @@ class ReferenceEditConfig:
     edit_lr: float = 3e-4
     edit_weights: str = "1,1,1"  # the paper's loss terms: stay near the source code, take the reference's
     # embedding of the attribute, keep the source's embeddings of the others
+    correlated: float = 1.0  # attributes whose labels correlate with the target's beyond this (|Pearson r|) are not
+    # held still: a smile brings an open mouth and high cheekbones (1.0: hold every other one, as the paper)
     seed: int = 0
 
 
@@ -147,6 +149,13 @@ def differing_pairs(labels: torch.Tensor, attribute: int, n: int) -> tuple[torch
     return torch.where(flip, a, b), torch.where(flip, b, a)
 
 
+def held_still(labels: torch.Tensor, correlated: float) -> list[list[int]]:
+    """For each attribute, the others an edit of it must not move: those whose labels correlate with it by at most
+    `correlated` (|Pearson r| over the training labels; constant columns count as uncorrelated)."""
+    r = torch.nan_to_num(torch.corrcoef(labels.T), nan=0.0).abs()
+    return [[j for j in range(len(r)) if j != i and r[i, j] <= correlated] for i in range(len(r))]
+
+
 def train_edit_transformer(cfg: ReferenceEditConfig, classifier: LatentAttributeClassifier, codes: torch.Tensor,
                            labels: torch.Tensor, attributes: list[int]) -> EditTransformer:
     torch.manual_seed(cfg.seed)
@@ -154,12 +163,13 @@ def train_edit_transformer(cfg: ReferenceEditConfig, classifier: LatentAttribute
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.edit_lr)
     hard = (labels > 0.5).float()
     weights = tuple(float(w) for w in cfg.edit_weights.split(","))
+    keep = held_still(hard, cfg.correlated)
     for step in range(cfg.edit_steps):
         attribute = attributes[step % len(attributes)]
         source, reference = differing_pairs(hard, attribute, cfg.edit_batch)
         source, reference = codes[source].float(), codes[reference].float()
         edited = model(source, reference, torch.full((cfg.edit_batch,), attribute))
-        loss, terms = reference_edit_loss(classifier, source, reference, edited, attribute, weights)
+        loss, terms = reference_edit_loss(classifier, source, reference, edited, attribute, weights, keep[attribute])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
