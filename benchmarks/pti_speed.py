@@ -3,6 +3,7 @@
     python -m benchmarks.pti_speed                                  # CPU, embedded 128 px model
     python -m benchmarks.pti_speed --device cuda --arch ffhq1024    # GPU, official 1024 architecture (PTI's)
     python -m benchmarks.pti_speed --device cuda --arch ffhq1024 --batch 8   # multi-ID throughput
+    python -m benchmarks.pti_speed --device cuda --arch ffhq1024 --batch 16 --independent   # 16 photos, each its own
 
 `ffhq1024` is stylegan2-ada's config-f generator (conv_clamp 256, the one PTI loads) with seeded random weights (speed
 does not depend on the values; until session 8 the seeded weights of `../shared/fixtures/official`). Each variant runs
@@ -86,7 +87,7 @@ def run(G: Generator, targets: torch.Tensor, args: argparse.Namespace, options: 
     started = time.perf_counter()
     projection = invert(G, targets, "w", steps=args.project_steps, progress=record, **options)
     invert(G, targets, "pti", pivot=projection.pivot.to(args.device), steps=args.tune_steps, early_stop=None,
-           locality=args.locality, progress=record, **options)
+           locality=args.locality, independent=args.independent, progress=record, **options)
     sync()
     wall = time.perf_counter() - started
     step_time = {phase: statistics.median(b - a for a, b in itertools.pairwise(t[args.warmup:]))
@@ -105,7 +106,8 @@ def main() -> None:
     parser.add_argument("--project-steps", type=int, default=None, help="default 30 on CPU, 100 on GPU")
     parser.add_argument("--tune-steps", type=int, default=None, help="default 30 on CPU, 100 on GPU")
     parser.add_argument("--warmup", type=int, default=5, help="steps left out of the step time (compilation, caches)")
-    parser.add_argument("--batch", type=int, default=1, help="images tuned at once (multi-ID)")
+    parser.add_argument("--batch", type=int, default=1, help="images tuned at once (multi-ID, or --independent)")
+    parser.add_argument("--independent", action="store_true", help="each image its own generator (batched PTI)")
     parser.add_argument("--locality", action="store_true", help="PTI with locality regularisation")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
@@ -120,19 +122,21 @@ def main() -> None:
     G = load_architecture(args.arch).to(args.device)
     face = str(FACE) if FACE.is_file() else torch.rand(1, 3, G.size, G.size) * 2 - 1
     targets = as_targets([face] * args.batch, G.size).to(args.device)
-    print(f"machine: {machine()}\narch: {args.arch} ({G.size} px), batch {args.batch}, locality {args.locality}, "
+    mode = " independent" if args.independent else ""
+    print(f"machine: {machine()}\narch: {args.arch} ({G.size} px), batch {args.batch}{mode}, locality {args.locality}, "
           f"{args.project_steps} + {args.tune_steps} steps run, step times after {args.warmup} warm-up steps\n")
     time_noise_regularisation(G, args.device)
-    print("| variant | projection it/s | tuning it/s | 450 + 350 steps (s) | per image (s) | measured wall (s) "
-          "| peak GiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| variant | projection it/s | tuning it/s | 450 + 350 steps (s) | per image (s) | photos / hour "
+          "| measured wall (s) | peak GiB |")
+    print("|---|---|---|---|---|---|---|---|")
     baseline = None
     for name in variants:
         r = run(G, targets, args, VARIANTS[name])
         full = 450 * r["project"] + 350 * r["tune"]
         baseline = baseline or full
         print(f"| {name} | {1 / r['project']:.2f} | {1 / r['tune']:.2f} | {full:.1f} ({baseline / full:.2f}x) | "
-              f"{full / args.batch:.1f} | {r['wall']:.1f} | {r['peak_gib']:.2f} |", flush=True)
+              f"{full / args.batch:.1f} | {3600 * args.batch / full:.0f} | {r['wall']:.1f} | {r['peak_gib']:.2f} |",
+              flush=True)
 
 
 if __name__ == "__main__":
