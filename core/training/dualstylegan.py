@@ -16,10 +16,11 @@ skipped and a phase cut short by the time budget resumes, so a run spans several
    DualStyleGAN(w1, extrinsic w2, weight 1 on the layers <= l) must draw the face generator's image of w2's first
    l + 1 layers with w1's others (LPIPS + L2); l grows from 0 to `res_index`. It depends only on the generator, so
    it is trained once and shipped (`face128-dualstylegan-stage2`, `export_stage2`): a style run starts from it.
-5. `style/` -- stage III on the style: each S is reconstructed from its (intrinsic, extrinsic) pair (LPIPS + L2);
-   random faces with random exemplars must fool the style discriminator of step 2 (adversarial, lazy R1), match the
-   exemplar's feature statistics (a style loss on AlexNet features) and stay the same person (FaceNet, as the
-   encoders' identity loss), and the ModRes convolutions stay small (L2).
+5. `style/` -- stage III on the style: each S is reconstructed (LPIPS) from its intrinsic code, colour layers
+   drawn afresh, and its jittered extrinsic code; random faces with random exemplars, at a random structure weight,
+   must fool the style discriminator of step 2 (adversarial, lazy R1), match the exemplar's feature statistics
+   (AlexNet's first layers) and stay the same person (FaceNet, as the encoders' identity loss), and the ModRes
+   weights stay small (the paper's L_reg). `ExtrinsicTrainer.style_loss` says why each differs from version 1.
 
 Only the extrinsic path trains (structure MLP, ModRes blocks, colour transforms); DualStyleGAN starts as the face
 generator exactly and stays it at weight 0. `export_style` ships the extrinsic path (int8 weights with per-row
@@ -47,7 +48,7 @@ from core.measures import get_lpips, lpips_distance
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.ops import dequantise_int8, quantise_int8
 from core.nets.stylegan2 import Generator
-from core.registry import load_encoder, load_generator, made_for, resolve, resolve_kind, sha256_of
+from core.registry import REGISTRY, load_encoder, load_generator, made_for, resolve, resolve_kind, sha256_of
 from core.style import STYLE_FORMAT, align_exemplar
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
@@ -424,7 +425,7 @@ def pretrain(cfg: DualStyleGANConfig, G: Generator, device: torch.device, start:
     """Stage II's extrinsic weights: read from a shipped file, or trained in a folder (`cfg.pretrained`, else
     `out/pretrain`) until done; None when time ran out."""
     source = stage2_source(cfg)
-    if source != "train" and not Path(source).is_dir():
+    if source in REGISTRY or Path(source).suffix == ".safetensors":
         return read_stage2(source, cfg.generator)
     folder = Path(source) if source != "train" else Path(cfg.out) / "pretrain"
     if not phase_done(folder, cfg.pretrain_kimg):
@@ -485,8 +486,9 @@ def train(cfg: DualStyleGANConfig) -> Path | None:
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     G = load_generator(cfg.generator, device).requires_grad_(False)
     if not cfg.styles:  # stage II alone: exported as the file style runs start from
-        done = pretrain(dataclasses.replace(cfg, pretrained=cfg.pretrained or "train"), G, device, start)
-        return None if done is None else export_stage2(out / "pretrain", out / "stage2.safetensors")
+        folder = Path(cfg.pretrained) if cfg.pretrained not in ("", "train") else out / "pretrain"
+        done = pretrain(dataclasses.replace(cfg, pretrained=str(folder)), G, device, start)
+        return None if done is None else export_stage2(folder, out / "stage2.safetensors")
     styles_file = out / "styles.npz"
     if not styles_file.exists():
         pixels, names, aligned = align_styles(cfg.styles, G.size)
