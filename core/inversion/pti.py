@@ -144,6 +144,11 @@ class _Synthesis(torch.nn.Module):
         return self.G.synthesis(ws, noise=noise)
 
 
+def per_photo(mask: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
+    """A per-photo mask [N] shaped to broadcast over stacked weights [N, ...]."""
+    return mask.view(-1, *[1] * (stacked.ndim - 1))
+
+
 class PerPhotoWeights:
     """Independent PTI of N photos in one batched run: every synthesis weight stacked N times ([N, ...], one
     generator per photo), drawn with `torch.vmap` over `functional_call`, which turns each convolution into one
@@ -154,7 +159,7 @@ class PerPhotoWeights:
     def __init__(self, G: Generator, n: int):
         self.module = _Synthesis(copy.deepcopy(G).train().requires_grad_(False))
         self.names = [k for k, _ in self.module.named_parameters() if not k.startswith("G.style.")]
-        self.base = {k: v.detach() for k, v in self.module.named_parameters()}
+        self.base = {k: v.detach() for k, v in self.module.named_parameters() if k in self.names}
         self.params = {k: self.base[k].expand(n, *self.base[k].shape).clone().requires_grad_(True)
                        for k in self.names}
         self.done = torch.zeros(n, dtype=torch.bool, device=next(G.parameters()).device)
@@ -172,13 +177,13 @@ class PerPhotoWeights:
         """Photos meeting the early stop now keep their current weights (taken before this step's update)."""
         new = met & ~self.done
         for k, p in self.params.items():
-            self.kept[k] = torch.where(new.view(-1, *[1] * (p.ndim - 1)), p.detach(), self.kept[k])
+            self.kept[k] = torch.where(per_photo(new, p), p.detach(), self.kept[k])
         self.done |= met
 
     @torch.no_grad()
     def restore(self) -> None:
         for k, p in self.params.items():
-            p.copy_(torch.where(self.done.view(-1, *[1] * (p.ndim - 1)), self.kept[k], p))
+            p.copy_(torch.where(per_photo(self.done, p), self.kept[k], p))
 
     def delta(self, i: int) -> dict[str, torch.Tensor]:
         """Photo i's weight change, keyed like G's state dict (as `weight_delta`)."""
