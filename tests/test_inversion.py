@@ -28,7 +28,7 @@ from core.inversion import (
     make_pivot,
     pivotal_tuning,
 )
-from core.inversion.optimise import TargetLPIPS, noise_regularisation, projector_lr
+from core.inversion.optimise import TargetLPIPS, noise_regularisation, projector_lr, speed_context
 from core.inversion.pti import to_scoring_size
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
@@ -80,6 +80,17 @@ def test_batched_noise_regularisation_equals_official_loop():
                     break
                 noise = torch.nn.functional.avg_pool2d(noise, kernel_size=2)
     torch.testing.assert_close(noise_regularisation(maps), expected)
+
+
+def test_bf16_autocast_is_skipped_on_a_cpu_that_would_emulate_it(monkeypatch):
+    """The fast preset asks for bf16; an AVX2-only CPU emulates bf16 convolutions ~50x slower, so it runs fp32 there."""
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda native=native: native)
+        with speed_context(cpu, torch.bfloat16):
+            assert torch.is_autocast_enabled("cpu") == native
+    with speed_context(cpu, None):
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_target_lpips_equals_lpips_distance():

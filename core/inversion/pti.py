@@ -41,9 +41,10 @@ PRESETS: dict[str, dict[str, object]] = {
     # lr 3e-4 (LPIPS-alex + L2), early stop at LPIPS 0.06 scored at >= 256 px; the keyword defaults of
     # `pivotal_tuning`. At 128 px it runs all 350 steps (29.3 dB, same person, on the 2 faces run on the CPU).
     "paper": {},
-    # ~1 min on 2 CPU cores for the embedded 128 px model (55-62 s idle): a 100-step projection with the cheaper
-    # AlexNet LPIPS at 3x the lr, bf16 autocast + channels-last (1.3x on the CPU), then <= 100 tuning steps at 10x the
-    # paper's lr (3e-3), which reach at 75-100 steps what lr 3e-4 reaches at 300-400 (28.6-29.7 dB, same person 100 %).
+    # ~1 min on 2 CPU cores for the embedded 128 px model (55-62 s idle; 77 s on an AVX2-only CPU, which runs it in
+    # fp32, `native_autocast`): a 100-step projection with the cheaper AlexNet LPIPS at 3x the lr, bf16 autocast +
+    # channels-last (1.3x on a CPU with bf16 kernels), then <= 100 tuning steps at 10x the paper's lr (3e-3), which
+    # reach at 75-100 steps what lr 3e-4 reaches at 300-400 (28.6-29.7 dB, same person 100 %).
     "fast": dict(project_steps=100, project_lr=0.03, lpips_net="alex", steps=100, lr=3e-3, autocast=torch.bfloat16,
                  channels_last=True),
 }
