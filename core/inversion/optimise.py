@@ -158,8 +158,9 @@ def phase_progress(progress: Progress | None, phase: str, offset: int, total: in
 
 
 def native_autocast(device: torch.device, autocast: torch.dtype | None) -> bool:
-    """Whether autocast to this dtype pays here. A CPU without oneDNN's bf16 kernels (AVX2 only, no AVX-512) emulates
-    bf16 convolutions ~50x slower than fp32 (23.6 s against 0.41 s per face128 step on a 2-core AMD EPYC): fp32 there."""
+    """Whether autocast to this dtype pays here. A CPU without oneDNN's bf16 kernels (AVX2 only, no AVX-512)
+    emulates bf16 convolutions ~50x slower than fp32 (23.6 s against 0.41 s per face128 step on a 2-core AMD EPYC):
+    fp32 there."""
     if autocast is None:
         return False
     return device.type != "cpu" or autocast != torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
