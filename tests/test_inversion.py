@@ -91,6 +91,9 @@ def test_bf16_autocast_is_skipped_on_a_cpu_that_would_emulate_it(monkeypatch):
             assert torch.is_autocast_enabled("cpu") == native
     with speed_context(cpu, None):
         assert not torch.is_autocast_enabled("cpu")
+    G = Generator(32, style_dim=16, n_mlp=2, channel_base=64, channel_max=16).eval()
+    result = pivotal_tuning(G, torch.zeros(1, 3, 32, 32), project_steps=1, steps=1, autocast=torch.bfloat16)
+    assert result.options["autocast"] is None  # a result records what ran
 
 
 def test_target_lpips_equals_lpips_distance():

@@ -22,6 +22,7 @@ from core.inversion.optimise import (
     device_of,
     fit_latents,
     maybe_compile,
+    native_autocast,
     phase_progress,
     run_adam,
     speed_context,
@@ -243,6 +244,7 @@ def pivotal_tuning(
     name = PIVOTS.get(pivot, pivot) if isinstance(pivot, str) else pivot
     projecting = name in ("w", "w+")
     total = (project_steps if projecting else 0) + steps
+    autocast = autocast if native_autocast(device, autocast) else None  # the options record what ran
     speed = {"autocast": autocast, "channels_last": channels_last, "compile": compile}
     ws, pivot_losses = make_pivot(G, targets, name, project_steps=project_steps, seed=seed, lr=project_lr,
                                   progress=phase_progress(progress, "pivot", 0, total), **projection, **speed)
