@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-set", type=int, default=60, help="photos of CelebA eval and of LFW")
     parser.add_argument("--pairs", type=int, default=24, help="(source, reference) pairs per attribute")
     parser.add_argument("--editor", default="face128-reference-edit", help="registry name or file (a candidate)")
-    parser.add_argument("--strength", type=float, default=1.0, help="scale of the edit transformer's offset")
+    parser.add_argument("--strength", type=float, help="scale of the edit transformer's offset (default: the file's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--grid", type=Path, help="per attribute: source | reference | reference edit | InterFaceGAN")

@@ -47,10 +47,12 @@ class ReferenceEditor:
         return self.attributes.index(attribute)
 
     @torch.no_grad()
-    def edit(self, source: torch.Tensor, reference: torch.Tensor, attribute: str, strength: float = 1.0
+    def edit(self, source: torch.Tensor, reference: torch.Tensor, attribute: str, strength: float | None = None
              ) -> torch.Tensor:
         """Source W+ [N, n, D] takes `attribute` from reference W+ ([N or 1, n, D]); the rest stays the source's.
-        `strength` scales the transformer's offset from the source (1: the paper's edit)."""
+        `strength` scales the transformer's offset from the source (1: the paper's edit; None: the strength the
+        file's model card measured, metadata "strength")."""
+        strength = float(self.meta.get("strength", 1.0)) if strength is None else strength
         reference = reference.expand_as(source)
         index = torch.full((source.shape[0],), self.index(attribute), dtype=torch.long, device=source.device)
         edited = self.transformer(source.float(), reference.float(), index)
@@ -104,7 +106,7 @@ class ReferenceEdit:
 @torch.no_grad()
 def edit_by_reference(model: EncoderModel, editor: ReferenceEditor, source: ImageSource | torch.Tensor,
                       reference: ImageSource | torch.Tensor, attribute: str,
-                      classifier: AttributeClassifier | None = None, strength: float = 1.0) -> ReferenceEdit:
+                      classifier: AttributeClassifier | None = None, strength: float | None = None) -> ReferenceEdit:
     """Encode two aligned faces, give the source the reference's `attribute`, render all three, and measure with the
     image attribute classifier (never seen by the editor) and FaceNet: the attribute's probability on the source,
     the reference and the edit, how far the other attributes' logits moved, and the identity kept."""
