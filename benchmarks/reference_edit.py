@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
                                edited_images[:1], matched_image]))
     print(markdown(table, len(names)))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "faces": names, "table": table}, indent=1) + "\n")
+        strength = args.strength if args.strength is not None else float(editor.meta.get("strength", 1.0))
+        args.json.write_text(json.dumps({"machine": machine(), "editor": args.editor, "strength": strength,
+                                         "faces": names, "table": table}, indent=1) + "\n")
     if args.grid:
         from PIL import Image
 
