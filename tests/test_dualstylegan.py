@@ -109,3 +109,30 @@ def test_the_shipped_stage2_moves_a_face_toward_the_extrinsic_faces_structure():
         target, face = G.synthesis(mixed, noise_mode="const"), G.synthesis(w1, noise_mode="const")
         moved = model.synthesis(w1, w2, [1.0] * 7 + [0.0] * (G.n_latent - 7), G.n_latent, noise)
     assert lpips_distance(moved, target).mean() < 0.7 * lpips_distance(face, target).mean()
+
+
+@pytest.mark.parametrize("name", ["fantasy", "illustration", "impasto", "sketch"])
+def test_a_shipped_style_keeps_a_real_face_at_weight_zero_and_moves_it_toward_the_exemplar(name):
+    """On a held-out CelebA photo: structure and colour weight 0 draw the face generator's reconstruction exactly;
+    raising the structure weight (colour off) brings the result closer, in LPIPS, to the exemplar as the style
+    rebuilds it (its intrinsic and extrinsic codes at weight 1)."""
+    from app_server import face_photo
+
+    from core.measures import lpips_distance
+    from core.registry import load_encoder, load_generator
+    from core.style import style_names, stylize
+
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    assert name in style_names()
+    G = load_generator("default")
+    encoder = load_encoder("face128-psp-zplus", decoder=G)
+    style = load_style(name, decoder=G)
+    exemplar = style.transfer(style.intrinsic[:1], 0, [1.0] * G.n_latent)
+    plain = stylize(photo, style, encoder, 0, structure=0, color=0)
+    torch.testing.assert_close(plain.images["stylized"], plain.images["reconstruction"], atol=1e-5, rtol=0)
+    distance = [lpips_distance(stylize(photo, style, encoder, 0, structure=w, color=0).images["stylized"],
+                               exemplar).item() for w in (0.0, 0.2, 0.6, 1.0)]
+    assert distance[1] < distance[0] - 0.02 and distance[2] < distance[1] - 0.02, distance
+    assert distance[3] < distance[2] + 0.01, distance

@@ -420,6 +420,14 @@ def stage2_source(cfg: DualStyleGANConfig) -> str:
         return "train"
 
 
+def stage2_kimg(cfg: DualStyleGANConfig) -> float:
+    """How long the stage II a style started from trained: a shipped file says so in its metadata."""
+    source = stage2_source(cfg)
+    if source in REGISTRY or Path(source).suffix == ".safetensors":
+        return float(read_safetensors(resolve_kind(source, ("dualstylegan_stage2",)), tensors=False)[1]["kimg"])
+    return cfg.pretrain_kimg
+
+
 def pretrain(cfg: DualStyleGANConfig, G: Generator, device: torch.device, start: float
              ) -> dict[str, torch.Tensor] | None:
     """Stage II's extrinsic weights: read from a shipped file, or trained in a folder (`cfg.pretrained`, else
@@ -547,7 +555,7 @@ def export_style(out: str | Path, path: str | Path) -> Path:
     info = {"format": STYLE_FORMAT, "style": cfg["name"] or Path(cfg["styles"]).name,
             "generator_sha256": meta["generator_sha256"], "res_index": str(cfg["res_index"]),
             "exemplars": json.dumps(names), "aligned_by_landmarks": str(sum(aligned)),
-            "kimg": json.dumps({"finetune": cfg["finetune_kimg"], "pretrain": cfg["pretrain_kimg"],
+            "kimg": json.dumps({"finetune": cfg["finetune_kimg"], "pretrain": stage2_kimg(DualStyleGANConfig(**cfg)),
                                 "style": round(meta["nimg"] / 1000, 1)})}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=info)
