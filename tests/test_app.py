@@ -134,6 +134,30 @@ def test_style_tab_on_a_model_without_styles_says_so(app, client):
     assert not any("Traceback" in line for line in app.log), "".join(app.log)
 
 
+def test_style_tab_restyles_a_photo_in_each_shipped_style_and_with_an_own_exemplar(default_app):
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    client = Client(default_app.url, verbose=False)
+    args = (handle_file(photo),)
+    for name in ("fantasy", "illustration", "impasto", "sketch"):
+        crop, reconstruction, result, table = client.predict(*args, name, "the style's exemplar (index)", 3, 0, None,
+                                                             0.6, 1.0, False, False, False, "", api_name="/stylize")
+        assert np.abs(assert_image(result, 128) - assert_image(reconstruction, 128)).mean() > 5, name
+        assert dict(table["data"])["exemplar"] == f"{name} #3"
+    unstyled = client.predict(*args, "fantasy", "the style's exemplar (index)", 3, 0, None, 0.0, 0.0, False, False,
+                              False, "", api_name="/stylize")
+    np.testing.assert_allclose(pixels(unstyled[2]), pixels(unstyled[1]), atol=1)
+    own = handle_file(sorted(shared("data/styles/ukiyoe").iterdir())[5])
+    mine = client.predict(*args, "fantasy", "my own exemplar image", 0, 0, own, 0.6, 1.0, False, False, False, "",
+                          api_name="/stylize")
+    assert np.abs(assert_image(mine[2], 128) - pixels(unstyled[2])).mean() > 5
+    with pytest.raises(AppError, match="exemplars 0 to 136"):
+        client.predict(*args, "fantasy", "the style's exemplar (index)", 500, 0, None, 0.6, 1.0, False, False, False,
+                       "", api_name="/stylize")
+    assert not any("Traceback" in line for line in default_app.log), "".join(default_app.log)
+
+
 def test_an_encoder_for_a_model_without_one_says_so(client):
     photo = face_photo()
     if photo is None:
