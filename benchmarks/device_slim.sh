@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 files="models/face128/psp.safetensors models/face128/psp-zplus.safetensors models/face128/e4e.safetensors
   models/face128/style-transformer.safetensors models/face128/reference-edit.safetensors
-  models/face128/dualstylegan-stage2.safetensors notebooks/*.ipynb
+  models/face128/dualstylegan-stage2.safetensors models/face128/styles/*.safetensors notebooks/*.ipynb
   benchmarks/*.png benchmarks/pti_curves.json models/face128/*.png docs/screenshots/*.png"
 exclude=.git/info/exclude
 case $1 in
