@@ -35,6 +35,8 @@ VARIANTS = {
     "bf16": dict(autocast=torch.bfloat16),
     "bf16+cl": dict(autocast=torch.bfloat16, channels_last=True),
     "bf16+cl+compile": dict(autocast=torch.bfloat16, channels_last=True, compile=True),
+    "fp32+graphs": dict(compile="reduce-overhead"),  # torch.compile replaying forward and backward as CUDA graphs
+    "bf16+cl+graphs": dict(autocast=torch.bfloat16, channels_last=True, compile="reduce-overhead"),
 }
 FACE = ROOT.parent / "shared" / "data" / "faces" / "ffhq" / "00001.png"
 

@@ -89,6 +89,9 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
                         "process takes every N-th photo on its own GPU")
     parser.add_argument("--batch", type=int, default=1, help="PTI: photos tuned together in one batched run, each "
                         "with its own generator (results as one by one; faster on a GPU)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="PTI on a GPU, one photo at a time: bf16 and "
+                        "CUDA graphs (1024 px: ~10 s a photo on an H200 after ~80 s of compilation once per machine; "
+                        "pays from the third photo; benchmarks/README.md)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free, "
                         "at least 1: on a shared machine fewer threads run faster)")
     parser.add_argument("--seed", type=int, default=0)
@@ -120,6 +123,9 @@ def run_invert(args: argparse.Namespace) -> int:
     from core.registry import encoder_for, load_encoder, load_generator
     from core.threads import use_threads
 
+    if args.cuda_graphs and (args.method != "pti" or not args.device.startswith("cuda") or args.batch > 1):
+        print("--cuda-graphs is for PTI on a CUDA device with --batch 1", file=sys.stderr)
+        return 2
     use_threads(args.threads)
     photos = photos_in(args.photos)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -146,6 +152,10 @@ def run_invert(args: argparse.Namespace) -> int:
             return 2
     if args.method == "pti":
         options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}
+        if args.cuda_graphs:
+            import torch
+
+            options |= {"autocast": torch.bfloat16, "channels_last": True, "compile": "reduce-overhead"}
         options |= {"steps": args.steps} if args.steps else {}
         options |= {"project_steps": args.pivot_steps} if args.pivot_steps else {}
     elif args.steps and args.method not in ENCODER_METHODS:

@@ -336,6 +336,15 @@ def test_cli_takes_every_preset(G, tmp_path):
     assert code == 0 and report["options"]["preset"] == "fast" and report["options"]["project_steps"] == 2
 
 
+def test_cli_takes_cuda_graphs_only_for_pti_on_a_gpu_one_photo_at_a_time(tmp_path, capsys):
+    Image.new("RGB", (40, 40), (150, 110, 90)).save(tmp_path / "crop.png")
+    for extra in (["--device", "cpu"], ["--device", "cuda", "--batch", "4"], ["--device", "cuda", "--method", "w"]):
+        code = main(["invert", str(tmp_path / "crop.png"), "--aligned", "--cuda-graphs", *extra,
+                     "--out", str(tmp_path / "out")])
+        assert code == 2 and "--cuda-graphs is for PTI on a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_batches_pti_and_shards_photos_over_torchrun_processes(G, tmp_path, monkeypatch):
     for i, colour in enumerate([(150, 110, 90), (90, 110, 150), (120, 120, 120)]):
         Image.new("RGB", (40, 40), colour).save(tmp_path / f"crop{i}.png")

@@ -126,7 +126,8 @@ def run_adam(
     keeps the parameters that met the criterion (PTI's early stop). Returns every logged scalar per step.
     Values are read back from the device only when `progress` or `stop_when` needs them.
     """
-    optimizer = torch.optim.Adam(param_groups, betas=(0.9, 0.999))
+    on_gpu = all(p.is_cuda for group in param_groups for p in group["params"])
+    optimizer = torch.optim.Adam(param_groups, betas=(0.9, 0.999), fused=on_gpu or None)  # one kernel on the GPU
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     history: list[dict[str, torch.Tensor]] = []
     for step in range(steps):
@@ -170,8 +171,22 @@ def speed_context(device: torch.device, autocast: torch.dtype | None):
     return torch.autocast(device.type, dtype=autocast) if native_autocast(device, autocast) else nullcontext()
 
 
-def maybe_compile(fn: Callable, compile: bool) -> Callable:
-    return torch.compile(fn, dynamic=False) if compile else fn
+def maybe_compile(fn: Callable, compile: bool | str) -> Callable:
+    """`compile`: False, True (torch.compile's default mode) or a mode name. "reduce-overhead" replays the forward
+    and backward as CUDA graphs (a step at batch 1 is launch-bound); a replay overwrites the previous one's outputs,
+    so every call marks a new step."""
+    if not compile:
+        return fn
+    mode = compile if isinstance(compile, str) else "default"
+    compiled = torch.compile(fn, dynamic=False, mode=mode)
+    if mode not in ("reduce-overhead", "max-autotune"):
+        return compiled
+
+    def one_step(*args: object) -> object:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args)
+
+    return one_step
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -196,7 +211,7 @@ def fit_latents(
     progress: Progress | None = None,
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, list[float]]]:
     """Fit a latent and per-layer noise maps to each target [N, 3, H, W] in [-1, 1] (each image independently).
 

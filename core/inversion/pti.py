@@ -216,7 +216,7 @@ def pivotal_tuning(
     progress: Progress | None = None,
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
-    compile: bool = False,
+    compile: bool | str = False,
     watch: Callable[[int, torch.Tensor], None] | None = None,
     **projection: object,
 ) -> InversionResult | list[InversionResult]:
