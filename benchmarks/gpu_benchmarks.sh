@@ -7,8 +7,8 @@
 set -u
 out=${OUT:-gpu-tables}; mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-python -m benchmarks.device_setup /tmp/site
+export PYTHONPATH=/tmp/site_random:/tmp/site:$PWD PYTHONUNBUFFERED=1
+python -m benchmarks.device_setup /tmp/site_random
 fixture=../shared/fixtures/official/nvidia_stylegan2ada_1024
 mkdir -p $fixture && cp .bench/manifest.json $fixture/
 # Each table has its own time limit so that one slow part (a compilation) cannot cost the others; ~10 min each.

@@ -15,7 +15,7 @@ minutes=$1; run=$2; shift 2
 out=$(realpath -m "${OUT:-out}"); name=$(basename "$run")
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
-export PYTHONPATH=/tmp/site:$PWD/.bench/site_half:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+export PYTHONPATH=$PWD/.bench/site_half:/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p "$(dirname "$run")"
 if [ ! -d "$run" ] && [ -d ".carry/dualstylegan/$name" ]; then cp -r ".carry/dualstylegan/$name" "$run"; fi
 python3 -m core.train dualstylegan --out "$run" --minutes "$minutes" "$@" > "$run.log" 2>&1 || true

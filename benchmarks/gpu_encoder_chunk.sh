@@ -21,7 +21,7 @@ minutes=$1; runs=$2; shift 2
 out=$(realpath -m "${OUT:-out}"); data=${DATA:-.carry/data}
 mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
-export PYTHONPATH=/tmp/site:$PWD/.bench/site_half:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+export PYTHONPATH=$PWD/.bench/site_half:/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 facenet=()
 if ls .carry/facenet/*.safetensors > /dev/null 2>&1; then
   facenet=(--facenet "$(ls .carry/facenet/*.safetensors | head -1)")

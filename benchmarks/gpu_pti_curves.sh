@@ -11,7 +11,7 @@ processes=$1; shift
 out=${OUT:-out}
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 # One CPU thread per process: 16 processes of 16 threads each thrashed the 16 cores (65 s per face instead of ~5).
-export PYTHONPATH=/tmp/site:$PWD/.bench/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+export PYTHONPATH=$PWD/.bench/site:/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 for shard in $(seq 0 $((processes - 1))); do
   timeout "${LIMIT:-480}" python3 -m benchmarks.pti_curves run --device cuda --bf16 --runs "$@" --shard "$shard" --shards "$processes" \
     $([ "${SNAPSHOTS:-1}" = 0 ] && echo --no-snapshots) \
