@@ -63,6 +63,7 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert tensors["res.0.conv.0.weight"].dtype == torch.int8 and "res.0.conv.0.weight.scale" in tensors
     for phase in ("finetune", "style"):
         assert (tmp_path / "run" / phase / "compact" / "meta.json").exists()
+    assert 0 <= json.loads((tmp_path / "run" / "style" / "compact" / "meta.json").read_text())["augment_p"] <= 1
     assert train(dataclasses.replace(cfg, pretrained=str(stage2))) == path  # nothing left to do: phases are skipped
 
     style = load_style(path, generator=generator)

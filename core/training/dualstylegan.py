@@ -392,6 +392,8 @@ class ExtrinsicTrainer:
             write_parts(compact, "D", half(self.D.state_dict()))
         meta = {"nimg": self.nimg, "step": self.step_index, "stage": self.stage,
                 "config": dataclasses.asdict(self.cfg), "generator_sha256": sha256_of(resolve(self.cfg.generator))}
+        if self.stage == "style":  # the adaptive augmentation's p resumes where it was, not at its start value
+            meta["augment_p"] = float(self.augment.p)
         (compact / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
     def load(self, folder: str | Path) -> None:
@@ -401,6 +403,8 @@ class ExtrinsicTrainer:
         meta = json.loads((folder / "meta.json").read_text())
         if self.stage == "style" and (tensors := read_parts(folder, "D")) is not None:
             self.D.load_state_dict(full(tensors))
+        if self.stage == "style" and "augment_p" in meta:
+            self.augment.p.fill_(meta["augment_p"])
         self.nimg, self.step_index = meta["nimg"], meta["step"]
         torch.manual_seed(self.cfg.seed + self.nimg)
 
