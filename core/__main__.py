@@ -275,7 +275,8 @@ def add_stylize_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exemplar", default="0", help="the style's exemplar index, or an image file of your own")
     parser.add_argument("--random-exemplar", type=int, metavar="SEED",
                         help="instead of --exemplar: a random exemplar from the style's sampler")
-    parser.add_argument("--structure", type=float, default=0.6, help="structure weight (coarse layers)")
+    parser.add_argument("--structure", type=float, help="structure weight (coarse layers; default: the style's "
+                        "recommended one, 0.2 for the shipped face128 styles, else the official 0.6)")
     parser.add_argument("--color", type=float, default=1.0, help="colour weight (fine layers)")
     parser.add_argument("--structure-only", action="store_true", help="take no colour from the exemplar")
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's own colours")
@@ -325,6 +326,7 @@ def run_stylize(args: argparse.Namespace) -> int:
     except (PhotoError, CheckpointError, ImageError, KeyError, FileNotFoundError, ValueError) as err:
         print(f"cannot stylize: {err}", file=sys.stderr)
         return 2
+    args.structure = style.structure if args.structure is None else args.structure  # what ran, in the report
     result = stylize(crop, style, encoder, exemplar, structure=args.structure, color=args.color,
                      structure_only=args.structure_only, preserve_color=args.preserve_color)
     images = dict(result.images)

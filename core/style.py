@@ -55,6 +55,16 @@ def style_names(generator: str = "default") -> list[str]:
     return [e.extra.get("style", e.name) for e in available("style") if generator in e.extra.get("generators", ())]
 
 
+DEFAULT_STRUCTURE = 0.6  # the official demo's structure weight, for styles that recommend none
+
+
+def recommended_structure(name: str) -> float:
+    """The structure weight a shipped style's card recommends (registry `extra.structure`: the face128 styles keep
+    the person at 0.2, STYLES.md), else the official 0.6."""
+    entry = REGISTRY.get(style_entry(str(name)))
+    return float(entry.extra.get("structure", DEFAULT_STRUCTURE)) if entry is not None else DEFAULT_STRUCTURE
+
+
 def style_entry(name: str) -> str:
     """A short style name ('fantasy') or a registry name or a file -> what `resolve` takes."""
     return f"{STYLE_PREFIX}{name}" if f"{STYLE_PREFIX}{name}" in REGISTRY else name
@@ -70,6 +80,7 @@ class Style:
     intrinsic: torch.Tensor
     exemplars: tuple[str, ...]
     meta: dict[str, str] = field(default_factory=dict)
+    structure: float = DEFAULT_STRUCTURE  # the structure weight used when none is given
 
     @property
     def generator(self) -> Generator:
@@ -79,8 +90,11 @@ class Style:
         """Z+ -> W+ through the base generator's mapping network, layer by layer."""
         return self.generator.map_zplus(z_plus)
 
-    def weights(self, structure: float = 0.6, color: float = 1.0, *, structure_only: bool = False) -> list[float]:
-        """Per-layer weights from the two sliders; `structure_only` switches the colour path off."""
+    def weights(self, structure: float | None = None, color: float = 1.0, *,
+                structure_only: bool = False) -> list[float]:
+        """Per-layer weights from the two sliders (structure None: the style's own default); `structure_only`
+        switches the colour path off."""
+        structure = self.structure if structure is None else structure
         return self.model.blend_weights(structure, 0.0 if structure_only else color)
 
     def exemplar_code(self, exemplar: int | torch.Tensor) -> torch.Tensor:
@@ -151,7 +165,9 @@ def load_style(name_or_path: str | os.PathLike, *, generator: str | os.PathLike 
         raise CheckpointError(f"{path} was trained for another generator than {generator_file}: retrain the style "
                               "(`python -m core train dualstylegan`, see models/face128/STYLES.md)")
     decoder = decoder if decoder is not None else load_generator(generator_file, device)
-    return read_style(path, decoder.requires_grad_(False))
+    style = read_style(path, decoder.requires_grad_(False))
+    style.structure = recommended_structure(str(name_or_path))
+    return style
 
 
 @dataclass
@@ -177,10 +193,11 @@ def encode_zplus(encoder: EncoderModel, image: ImageSource | torch.Tensor) -> tu
 
 @torch.no_grad()
 def stylize(photo: ImageSource | torch.Tensor, style: Style, encoder: EncoderModel, exemplar: int | torch.Tensor = 0,
-            *, structure: float = 0.6, color: float = 1.0, weights: list[float] | None = None,
+            *, structure: float | None = None, color: float = 1.0, weights: list[float] | None = None,
             structure_only: bool = False, preserve_color: bool = False) -> StyleResult:
     """An aligned photo in the style of one exemplar (an index, or a Z+ code: `encode_zplus` of a user's image, or a
-    `sample_exemplars` draw), with FaceNet identity between the reconstruction and the result."""
+    `sample_exemplars` draw), with FaceNet identity between the reconstruction and the result. `structure` None:
+    the style's recommended weight (`Style.structure`)."""
     target, content = encode_zplus(encoder, photo)
     reconstruction = style.generator.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
     weights = weights if weights is not None else style.weights(structure, color, structure_only=structure_only)

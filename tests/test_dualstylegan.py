@@ -68,6 +68,7 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
 
     style = load_style(path, generator=generator)
     assert style.name == "styles" and len(style.exemplars) == 3 and style.model.res_index == 4
+    assert style.structure == 0.6  # a style of one's own: the official default
     content = torch.randn(2, 10, 32)
     with torch.no_grad():
         face = style.generator.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
@@ -83,6 +84,8 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert main([*common, "--exemplar", "2", "--structure", "1", "--out", str(tmp_path / "cli")]) == 0
     report = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert report["style"] == "styles" and 0 <= report["measures"]["identity"] <= 1
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert json.loads((tmp_path / "default" / "metrics.json").read_text())["structure"] == 0.6
     assert {p.name for p in (tmp_path / "cli").iterdir()} >= {"photo.png", "reconstruction.png", "stylized.png",
                                                              "exemplar.png", "strip.png"}
     unseen = sorted(shared("data/styles/ukiyoe").iterdir())[5]
@@ -137,3 +140,7 @@ def test_a_shipped_style_keeps_a_real_face_at_weight_zero_and_moves_it_toward_th
                                exemplar).item() for w in (0.0, 0.2, 0.6, 1.0)]
     assert distance[1] < distance[0] - 0.02 and distance[2] < distance[1] - 0.02, distance
     assert distance[3] < distance[2] + 0.01, distance
+    # the card's recommended structure weight (0.2 keeps the person with these files) is what no weight means
+    assert style.structure == 0.2
+    torch.testing.assert_close(stylize(photo, style, encoder, 0).images["stylized"],
+                               stylize(photo, style, encoder, 0, structure=0.2).images["stylized"])

@@ -7,7 +7,15 @@ import torch
 from PIL import Image
 
 from core.faces import tensor_to_pil
-from core.style import Style, align_exemplar, encode_zplus, style_names, stylize
+from core.style import (
+    DEFAULT_STRUCTURE,
+    Style,
+    align_exemplar,
+    encode_zplus,
+    recommended_structure,
+    style_names,
+    stylize,
+)
 from demos.common import PROGRESS, AppContext, Page, gpu, user_errors, user_message
 from demos.inversion import aligned_crop, job_buttons, photo_picker, photo_upload, wire_job
 from demos.state import Session
@@ -57,7 +65,9 @@ def build(ctx: AppContext, page: Page) -> None:
             own = photo_upload(label="My exemplar (any portrait)", sources=["upload", "clipboard"], height=160,
                                elem_id="style-own")
         with gr.Column(scale=2):
-            structure = gr.Slider(0, 1, 0.6, step=0.05, label="Structure weight", elem_id="style-structure")
+            structure = gr.Slider(0, 1, recommended_structure(names[0]) if names else DEFAULT_STRUCTURE, step=0.05,
+                                  label="Structure weight (each style starts at its recommended one)",
+                                  elem_id="style-structure")
             color = gr.Slider(0, 1, 1.0, step=0.05, label="Colour weight", elem_id="style-color")
             with gr.Row():
                 structure_only = gr.Checkbox(False, label="Structure only (no colour)", elem_id="style-structure-only")
@@ -128,6 +138,8 @@ def build(ctx: AppContext, page: Page) -> None:
 
     page.tab.select(exemplars, style_name, gallery, api_name=False)
     style_name.change(exemplars, style_name, gallery, api_name=False)
+    style_name.change(lambda name: recommended_structure(name) if name else DEFAULT_STRUCTURE, style_name, structure,
+                      api_name=False)
     gallery.select(pick, None, [index, source], api_name=False)
     wire_job(ctx, page, buttons, run, [photo, style_name, source, index, seed, own, structure, color, structure_only,
                                        preserve_color, per_layer, layer_text],
