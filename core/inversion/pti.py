@@ -279,24 +279,25 @@ def pivotal_tuning(
         images = per_photo.synthesis(own, noise)
         return torch.cat([images[:, 0], images[:, 1:].flatten(0, 1)])
 
-    def forward(latents: torch.Tensor, originals: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def forward(latents: torch.Tensor, ball: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The whole step's drawing, one function for `compile`: the pivots' (and the ball latents') images by the
+        tuned weights, and the ball latents' images by the original generator (inside, so a CUDA graph holds it)."""
+        if ball is not None:
+            latents = torch.cat([latents, ball])
         with speed_context(device, autocast):
             images = synthesis(latents).float()
         reconstruction = images[:n], lpips_alex(images[:n]), _mse(images[:n], targets)
-        if originals is None:
+        if ball is None:
             return reconstruction
+        with torch.no_grad():
+            originals = G.synthesis(ball, noise_mode="none")
         return *reconstruction, lpips_alex.model(images[n:], originals).flatten(), _mse(images[n:], originals)
 
     forward = maybe_compile(forward, compile)
 
     def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        latents, originals = as_wplus(ws, G.n_latent), None
-        if locality:
-            ball = ball_latents(G, ws.detach(), locality_samples, alpha=alpha, psi=psi, generator=rng)
-            with torch.no_grad():
-                originals = G.synthesis(ball, noise_mode="none")
-            latents = torch.cat([latents, ball])
-        images, lp, l2, *regulariser = forward(latents, originals)
+        ball = ball_latents(G, ws.detach(), locality_samples, alpha=alpha, psi=psi, generator=rng) if locality else None
+        images, lp, l2, *regulariser = forward(as_wplus(ws, G.n_latent), ball)
         if watch is not None:
             watch(step, images.detach())
         per_image = lp + l2_weight * l2
