@@ -344,8 +344,11 @@ def run_stylize(args: argparse.Namespace) -> int:
               "structure_only": args.structure_only, "preserve_color": args.preserve_color,
               "measures": result.measures}
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
-    print(f"{style.name} style, exemplar {report['exemplar']}: identity kept {result.measures['identity']:.2f} "
-          f"(FaceNet, stylised vs reconstruction) -> {args.out}")
+    m = result.measures
+    print(f"{style.name} style, exemplar {report['exemplar']}, structure {args.structure}: FaceNet identity "
+          f"{m['reconstruction_identity']:.2f} photo -> reconstruction "
+          f"({'same' if m['reconstruction_same_person'] else 'NOT the same'} person), {m['identity']:.2f} "
+          f"reconstruction -> stylised -> {args.out}")
     return 0
 
 

@@ -196,7 +196,8 @@ def stylize(photo: ImageSource | torch.Tensor, style: Style, encoder: EncoderMod
             *, structure: float | None = None, color: float = 1.0, weights: list[float] | None = None,
             structure_only: bool = False, preserve_color: bool = False) -> StyleResult:
     """An aligned photo in the style of one exemplar (an index, or a Z+ code: `encode_zplus` of a user's image, or a
-    `sample_exemplars` draw), with FaceNet identity between the reconstruction and the result. `structure` None:
+    `sample_exemplars` draw), with FaceNet identity between the reconstruction and the result, and between the photo
+    and the reconstruction (the Z+ encoder loses identity before any style). `structure` None:
     the style's recommended weight (`Style.structure`)."""
     target, content = encode_zplus(encoder, photo)
     reconstruction = style.generator.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
@@ -205,7 +206,10 @@ def stylize(photo: ImageSource | torch.Tensor, style: Style, encoder: EncoderMod
     images = {"photo": target, "reconstruction": reconstruction, "stylized": stylized}
     if isinstance(exemplar, int):
         images["destylized"] = style.destylized(exemplar)
-    similarity = identity.similarity(identity.embed(stylized), identity.embed(reconstruction))[0].item()
-    measures = {"identity": similarity, "same_person": float(similarity > identity.SAME_PERSON)}
+    embedded = identity.embed(torch.cat([stylized, reconstruction, target.to(stylized)]))
+    similarity = identity.similarity(embedded[:1], embedded[1:2])[0].item()
+    encoded = identity.similarity(embedded[1:2], embedded[2:])[0].item()  # where identity is lost before the style
+    measures = {"identity": similarity, "same_person": float(similarity > identity.SAME_PERSON),
+                "reconstruction_identity": encoded, "reconstruction_same_person": float(encoded > identity.SAME_PERSON)}
     return StyleResult(images, content, measures)
 

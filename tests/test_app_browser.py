@@ -113,3 +113,29 @@ def test_a_photo_without_a_face_says_so(page, tmp_path):
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (240, 240, 3), np.uint8)).save(noise)
     page.locator("#invert-photo input[type=file]").set_input_files(str(noise))
     page.get_by_text("No face found in this photo").first.wait_for(timeout=60_000)
+
+
+def test_the_style_tab_restyles_a_photo_on_the_embedded_model(photo, tmp_path):
+    """The Style tab as a user meets it: the first shipped style, its recommended structure weight on the slider, a
+    photo uploaded and stylised; the result and the identity measure shown."""
+    from playwright.sync_api import sync_playwright
+
+    with running_app("default") as app, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(app.url)
+        page.get_by_role("tab", name="Style", exact=True).click()
+        assert page.locator("#style-structure input[type=number]").input_value() == "0.2"
+        page.locator("#style-gallery img").first.wait_for(timeout=60_000)  # the exemplars, drawn by the model
+        page.locator("#style-photo input[type=file]").set_input_files(str(photo))
+        page.locator("#style-crop img").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Stylize", exact=True).click()
+        page.locator("#style-result img").wait_for(timeout=120_000)
+        measures = page.locator("#style-table").inner_text()
+        assert "the reconstruction is the photo's person" in measures and "identity kept by the style" in measures
+        path = tmp_path / "style.png"
+        page.screenshot(path=path, full_page=True)
+        browser.close()
+    assert np.asarray(Image.open(path).convert("RGB")).std() > 10
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        Image.open(path).convert("RGB").quantize(256).save(SCREENSHOT.with_name("style.png"), optimize=True)

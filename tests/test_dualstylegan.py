@@ -84,6 +84,7 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert main([*common, "--exemplar", "2", "--structure", "1", "--out", str(tmp_path / "cli")]) == 0
     report = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert report["style"] == "styles" and 0 <= report["measures"]["identity"] <= 1
+    assert -1 <= report["measures"]["reconstruction_identity"] <= 1
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert json.loads((tmp_path / "default" / "metrics.json").read_text())["structure"] == 0.6
     assert {p.name for p in (tmp_path / "cli").iterdir()} >= {"photo.png", "reconstruction.png", "stylized.png",

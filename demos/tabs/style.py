@@ -131,7 +131,9 @@ def build(ctx: AppContext, page: Page) -> None:
             out = stylize(face, style, encoder, exemplar, structure=structure_value, color=color_value,
                           structure_only=only, preserve_color=preserve, weights=weights)
         m = out.measures
-        rows = [["identity kept (FaceNet, result vs reconstruction)",
+        rows = [["the reconstruction is the photo's person (FaceNet)",
+                 f"{'yes' if m['reconstruction_same_person'] else 'no'} ({m['reconstruction_identity']:.2f})"],
+                ["identity kept by the style (FaceNet, result vs reconstruction)",
                  f"{'yes' if m['same_person'] else 'no'} ({m['identity']:.2f})"],
                 ["exemplar", kind if kind != SOURCES[0] else f"{style.name} #{exemplar}"]]
         return face, tensor_to_pil(out.images["reconstruction"]), tensor_to_pil(out.images["stylized"]), rows
