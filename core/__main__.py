@@ -86,7 +86,8 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
                         "preset's, 450 for paper)")
     parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
     parser.add_argument("--device", default="cpu", help="cpu or cuda; under `torchrun --nproc-per-node N` each "
-                        "process takes every N-th photo on its own GPU")
+                        "process takes every N-th photo on GPU (local rank mod the GPU count): N above the GPU count "
+                        "runs several processes per GPU")
     parser.add_argument("--batch", type=int, default=1, help="PTI: photos tuned together in one batched run, each "
                         "with its own generator (results as one by one; faster on a GPU)")
     parser.add_argument("--cuda-graphs", action="store_true", help="PTI on a GPU, one photo at a time: bf16 and "
@@ -129,10 +130,13 @@ def run_invert(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     photos = photos_in(args.photos)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1:  # `torchrun --nproc-per-node N`: each process inverts every N-th photo on its own GPU
+    if world > 1:  # `torchrun --nproc-per-node N`: each process inverts every N-th photo
         photos = photos[rank::world]
-        if args.device == "cuda":
-            args.device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
+        if args.device == "cuda":  # more processes than GPUs share them: batch-1 PTI leaves most of a GPU idle
+            import torch
+
+            local = int(os.environ.get("LOCAL_RANK", rank))
+            args.device = f"cuda:{local % max(torch.cuda.device_count(), 1)}"
     if not photos:
         print("no photos found in " + ", ".join(args.photos), file=sys.stderr)
         return 2
