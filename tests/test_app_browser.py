@@ -28,18 +28,26 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def browser():
+    """One Chromium for the module (Playwright's sync API allows one running instance per thread)."""
     from playwright.sync_api import sync_playwright
 
-    model = os.environ.get("APP_TEST_MODEL") or small_generator(tmp_path_factory.mktemp("app") / "G.safetensors")
-    with running_app(model) as app, sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, tmp_path_factory):
+    model = os.environ.get("APP_TEST_MODEL") or small_generator(tmp_path_factory.mktemp("app") / "G.safetensors")
+    with running_app(model) as app:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(app.url)
         page.get_by_role("tab", name="Invert & PTI").wait_for()
         page.app_log = app.log  # the server's output, for what a user cannot see
         yield page
-        browser.close()
+        page.close()
 
 
 def set_number(page, elem_id: str, value: int) -> None:
@@ -115,13 +123,10 @@ def test_a_photo_without_a_face_says_so(page, tmp_path):
     page.get_by_text("No face found in this photo").first.wait_for(timeout=60_000)
 
 
-def test_the_style_tab_restyles_a_photo_on_the_embedded_model(photo, tmp_path):
+def test_the_style_tab_restyles_a_photo_on_the_embedded_model(browser, photo, tmp_path):
     """The Style tab as a user meets it: the first shipped style, its recommended structure weight on the slider, a
-    photo uploaded and stylised; the result and the identity measure shown."""
-    from playwright.sync_api import sync_playwright
-
-    with running_app("default") as app, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    photo uploaded and stylised; the result and the identity measures shown."""
+    with running_app("default") as app:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(app.url)
         page.get_by_role("tab", name="Style", exact=True).click()
@@ -135,7 +140,7 @@ def test_the_style_tab_restyles_a_photo_on_the_embedded_model(photo, tmp_path):
         assert "the reconstruction is the photo's person" in measures and "identity kept by the style" in measures
         path = tmp_path / "style.png"
         page.screenshot(path=path, full_page=True)
-        browser.close()
+        page.close()
     assert np.asarray(Image.open(path).convert("RGB")).std() > 10
     if os.environ.get("UPDATE_SCREENSHOT"):
         Image.open(path).convert("RGB").quantize(256).save(SCREENSHOT.with_name("style.png"), optimize=True)
