@@ -116,7 +116,7 @@ def measure_style(name: str, faces: torch.Tensor, encoder, G, exemplars: int) ->
 def gallery(names: list[str], faces: torch.Tensor, encoder, G, path: Path, weights=(0.2, 0.6, 1.0)) -> None:
     content = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
     blank = torch.ones(1, 3, G.size, G.size)
-    reconstruction = G.synthesis(load_style(names[0], decoder=G).to_w(content), noise_mode="const").clamp(-1, 1)
+    reconstruction = G.synthesis(G.map_zplus(content), noise_mode="const").clamp(-1, 1)
     rows, labels = [[blank, *faces[:, None]], [blank, *reconstruction[:, None]]], ["photo", "reconstruction"]
     for name in names:
         style = load_style(name, decoder=G)

@@ -118,6 +118,7 @@ def write_inversion(args: argparse.Namespace, photo: Path, folder: Path, crop, r
 
 
 def run_invert(args: argparse.Namespace) -> int:
+    import torch
     from tqdm.auto import tqdm
 
     from core.inversion import ENCODER_METHODS, invert
@@ -133,8 +134,6 @@ def run_invert(args: argparse.Namespace) -> int:
     if world > 1:  # `torchrun --nproc-per-node N`: each process inverts every N-th photo
         photos = photos[rank::world]
         if args.device == "cuda":  # more processes than GPUs share them: batch-1 PTI leaves most of a GPU idle
-            import torch
-
             local = int(os.environ.get("LOCAL_RANK", rank))
             args.device = f"cuda:{local % max(torch.cuda.device_count(), 1)}"
     if not photos:
@@ -157,8 +156,6 @@ def run_invert(args: argparse.Namespace) -> int:
     if args.method == "pti":
         options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}
         if args.cuda_graphs:
-            import torch
-
             options |= {"autocast": torch.bfloat16, "channels_last": True, "compile": "reduce-overhead"}
         options |= {"steps": args.steps} if args.steps else {}
         options |= {"project_steps": args.pivot_steps} if args.pivot_steps else {}
