@@ -28,7 +28,7 @@ from core.inversion import (
     make_pivot,
     pivotal_tuning,
 )
-from core.inversion.optimise import TargetLPIPS, noise_regularisation, projector_lr, speed_context
+from core.inversion.optimise import GRAPH_REPORT_EVERY, TargetLPIPS, noise_regularisation, projector_lr, speed_context
 from core.inversion.pti import to_scoring_size
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
@@ -272,6 +272,31 @@ def test_independent_pti_of_a_batch_equals_each_photos_own_run():
     for i, mine in enumerate(batched):
         own = invert(G, targets[i : i + 1], "pti", project_steps=6, steps=2, **FAST)
         torch.testing.assert_close(mine.pivot, own.pivot, atol=5e-3, rtol=0)
+
+
+def test_the_whole_step_graph_path_gives_the_eager_result_on_the_cpu():
+    """`cuda_graph=True` on the CPU runs the step a GPU captures, uncaptured, with the GPU's late readback: losses
+    come back every GRAPH_REPORT_EVERY steps, so the early stop is seen some steps after the one it held at; from
+    that step on the learning rate is zero, so the result is the eager run's bit for bit, for one photo and for
+    independent PTI (each photo frozen at its own stop), and progress still sees every step once."""
+    G = tiny_generator(64)
+    target = faces_or_perturbed(G, 1)
+    options = dict(project_steps=20, steps=300, early_stop=0.5, **FAST)
+    seen: list[int] = []
+    eager = invert(G, target, "pti", **options)
+    graphed = invert(G, target, "pti", cuda_graph=True, progress=lambda step, total, v: seen.append(step), **options)
+    stop = len(eager.losses["tune"]["loss"])
+    assert stop < 300 and stop % GRAPH_REPORT_EVERY, "the stop falls between two readbacks"
+    assert graphed.losses == eager.losses and torch.equal(graphed.pivot, eager.pivot)
+    assert all(torch.equal(graphed.delta[k], eager.delta[k]) for k in eager.delta) and graphed.delta.keys() == eager.delta.keys()
+    assert seen == list(range(1, 20 + stop + 1)) and graphed.options["cuda_graph"]
+    targets = faces_or_perturbed(G, 3)
+    options = dict(pivot="mean", steps=40, early_stop=0.7, locality=True, independent=True, **FAST)
+    eager, graphed = (invert(G, targets, "pti", cuda_graph=graph, **options) for graph in (False, True))
+    for mine, own in zip(graphed, eager, strict=True):
+        assert mine.losses == own.losses and all(torch.equal(mine.delta[k], own.delta[k]) for k in own.delta)
+    with pytest.raises(ValueError, match="CUDA graph"):
+        invert(G, target, "pti", cuda_graph=True, watch=lambda step, images: None, steps=1, project_steps=1)
 
 
 def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):

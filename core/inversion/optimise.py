@@ -28,6 +28,8 @@ from core.nets.stylegan2 import Generator
 Progress = Callable[[int, int, dict[str, float]], "bool | None"]
 """progress(step, total, losses): called after every step; returning False stops early (raising aborts)."""
 Space = Literal["w", "w+"]
+GRAPH_WARMUP_STEPS = 3  # eager steps before a step is captured as a CUDA graph
+GRAPH_REPORT_EVERY = 25  # with a graph, losses are read back (progress, early stop) every this many steps
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -111,44 +113,109 @@ class TargetLPIPS(nn.Module):
 
 
 def run_adam(
-    loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]],
     param_groups: list[dict],
     steps: int,
     *,
     lr_factor: Callable[[float], float] | None = None,
     after_step: Callable[[], None] | None = None,
-    stop_when: Callable[[dict[str, float]], bool] | None = None,
+    stop_when: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     progress: Progress | None = None,
+    cuda_graph: bool = False,
 ) -> dict[str, list[float]]:
     """Adam for up to `steps` steps: the one loop behind W/W+ projection, PTI tuning and the joint-pivot ablations.
 
-    loss_fn(step) -> (loss, logged scalars). `stop_when(logged)` is checked before the update, so a stopped run
-    keeps the parameters that met the criterion (PTI's early stop). Returns every logged scalar per step.
-    Values are read back from the device only when `progress` or `stop_when` needs them.
+    loss_fn(step) -> (loss, logged scalars), `step` a 0-dim int64 tensor on the parameters' device: per-step
+    schedules are tables indexed with it on the device, so a step needs nothing from Python and, with `cuda_graph`
+    on a GPU, the whole step (loss, backward, Adam, `after_step`) is captured once as a CUDA graph and replayed:
+    one launch a step instead of hundreds (at batch 1 a step is launch-bound). On the CPU the same step runs
+    uncaptured. `stop_when(logged)` -> bool tensor is checked before the update: from the step it first holds on,
+    the learning rate is zero, so a stopped run keeps the parameters that met the criterion (PTI's early stop)
+    whether the loop sees it at once or a few replays later. Returns every logged scalar per step, up to the stop.
+    Values are read back every step when `progress` or `stop_when` needs them (every `GRAPH_REPORT_EVERY` steps
+    with a graph), else once at the end.
     """
-    on_gpu = all(p.is_cuda for group in param_groups for p in group["params"])
-    optimizer = torch.optim.Adam(param_groups, betas=(0.9, 0.999), fused=on_gpu or None)  # one kernel on the GPU
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    history: list[dict[str, torch.Tensor]] = []
-    for step in range(steps):
-        if lr_factor is not None:
-            for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
-                group["lr"] = lr * lr_factor(step / steps)
+    params = [p for group in param_groups for p in group["params"]]
+    device = params[0].device
+    capture = cuda_graph and device.type == "cuda"
+    factors = torch.tensor([lr_factor(s / steps) if lr_factor else 1.0 for s in range(max(steps, 1))], device=device)
+    base_lrs = [float(group["lr"]) for group in param_groups]
+    groups = [{**group, "lr": torch.tensor(lr, device=device)} for group, lr in zip(param_groups, base_lrs, strict=True)]
+    # fused: one kernel for all parameters; a tensor learning rate, set on the device each step
+    optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), fused=True, capturable=capture)
+    step = torch.zeros((), dtype=torch.long, device=device)
+    stopped = torch.zeros((), dtype=torch.bool, device=device)
+    log: dict[str, object] = {}  # keys, and rows [steps, keys + 1] on the device (the last column: stopped)
+
+    def one_step() -> None:
         loss, logged = loss_fn(step)
-        history.append({"loss": loss.detach(), **{k: v.detach() for k, v in logged.items()}})
-        values = {k: float(v) for k, v in history[-1].items()} if (progress or stop_when) else {}
-        if stop_when is not None and stop_when(values):
-            if progress is not None:
-                progress(step + 1, step + 1, values)
-            break
+        logged = {"loss": loss.detach(), **{k: v.detach() for k, v in logged.items()}}
+        if stop_when is not None:
+            stopped.logical_or_(stop_when(logged))
+        if not log:
+            log.update(keys=list(logged), rows=torch.zeros(max(steps, 1), len(logged) + 1, device=device))
+        row = torch.stack([*(v.float().reshape(()) for v in logged.values()), stopped.float()])
+        log["rows"].index_copy_(0, step.view(1), row.view(1, -1))
+        factor = factors.index_select(0, step.view(1)).squeeze(0) * ~stopped
+        for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"].copy_(factor * lr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if after_step is not None:
             after_step()
-        if progress is not None and progress(step + 1, steps, values) is False:
-            break
-    return {key: torch.stack([h[key].float() for h in history]).tolist() for key in history[0]} if history else {}
+        step.add_(1)
+
+    history: list[list[float]] = []
+    report_every = GRAPH_REPORT_EVERY if cuda_graph else 1  # on the CPU too: the late stop is tested there
+    watching = progress is not None or stop_when is not None
+    done, replay = 0, None
+    while done < steps:
+        if not capture:
+            one_step()
+        elif done < GRAPH_WARMUP_STEPS:
+            side_stream(one_step)
+        else:
+            replay = replay or capture_cuda_graph(one_step)
+            replay()
+        done += 1
+        if not (done == steps or (watching and done % report_every == 0)):
+            continue
+        for values in log["rows"][len(history) : done].tolist():
+            history.append(values)
+            named = dict(zip(log["keys"], values, strict=False))
+            if values[-1]:  # stop_when held: this step made no update
+                if progress is not None:
+                    progress(len(history), len(history), named)
+                steps = done = len(history)
+                break
+            if progress is not None and progress(len(history), steps, named) is False:
+                steps = done = len(history)
+                break
+    if not history:
+        return {}
+    return {key: [values[i] for values in history] for i, key in enumerate(log["keys"])}
+
+
+def side_stream(one_step: Callable[[], None]) -> None:
+    """A warm-up step before capture, on a side stream as PyTorch's whole-network capture recipe runs them: they
+    create Adam's state and the log, and let cuDNN choose its algorithms, outside the graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        one_step()
+    torch.cuda.current_stream().wait_stream(side)
+
+
+def capture_cuda_graph(one_step: Callable[[], None]) -> Callable[[], None]:
+    """`one_step` captured as one CUDA graph; returns its replay. The step frees the gradients before its backward,
+    so the captured backward allocates them in the graph's pool and every replay rewrites them in place. Capturing
+    records the step without running it."""
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        one_step()
+    return graph.replay
 
 
 def phase_progress(progress: Progress | None, phase: str, offset: int, total: int) -> Progress | None:
@@ -171,13 +238,15 @@ def speed_context(device: torch.device, autocast: torch.dtype | None):
     return torch.autocast(device.type, dtype=autocast) if native_autocast(device, autocast) else nullcontext()
 
 
-def maybe_compile(fn: Callable, compile: bool | str) -> Callable:
+def maybe_compile(fn: Callable, compile: bool | str, cuda_graph: bool = False) -> Callable:
     """`compile`: False, True (torch.compile's default mode) or a mode name. "reduce-overhead" replays the forward
     and backward as CUDA graphs (a step at batch 1 is launch-bound); a replay overwrites the previous one's outputs,
-    so every call marks a new step."""
+    so every call marks a new step. With `cuda_graph` (`run_adam` captures the whole step) only kernels are compiled."""
     if not compile:
         return fn
     mode = compile if isinstance(compile, str) else "default"
+    if cuda_graph and mode != "default":
+        raise ValueError(f"cuda_graph captures the whole step itself: use compile=True with it, not {compile!r}")
     compiled = torch.compile(fn, dynamic=False, mode=mode)
     if mode not in ("reduce-overhead", "max-autotune"):
         return compiled
@@ -212,6 +281,7 @@ def fit_latents(
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
     compile: bool | str = False,
+    cuda_graph: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, list[float]]]:
     """Fit a latent and per-layer noise maps to each target [N, 3, H, W] in [-1, 1] (each image independently).
 
@@ -219,7 +289,9 @@ def fit_latents(
     larger + noise_weight x noise regularisation.
     The latent starts at w_avg and is jittered by w_std * noise_factor * (1 - t / noise_ramp)^2 during the first
     noise_ramp of the run; noise maps start random and are renormalised after every step. Each image of a batch gets
-    the random values a batch-1 run draws, so it ends where it would alone. Returns
+    the random values a batch-1 run draws, so it ends where it would alone. Speed options: bf16 `autocast`,
+    `channels_last`, `compile` (torch.compile; a mode name such as "reduce-overhead" for its CUDA graphs of forward
+    and backward), `cuda_graph` (each whole step one CUDA graph, `run_adam`; with compile=True its kernels). Returns
     (ws [N, D] or [N, n_latent, D], noise maps [N, 1, h, w] per layer, per-step losses).
     """
     G = frozen_copy(G)
@@ -246,13 +318,15 @@ def fit_latents(
             images = G.synthesis(as_wplus(latent, G.n_latent), noise=maps)
             return lpips_target(downsample(images).float()), noise_regularisation(maps)
 
-    forward = maybe_compile(forward, compile)
+    forward = maybe_compile(forward, compile, cuda_graph)
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        t = step / steps
-        jitter = w_std * noise_factor * max(0.0, 1.0 - t / noise_ramp) ** 2
-        draw = torch.randn(1, *ws.shape[1:], generator=rng, device=device)
-        distance, regulariser = forward(ws + jitter * draw, noise)
+    # the latent's jitter, w_std * noise_factor * (1 - t / noise_ramp)^2 times a fresh draw, for every step at once
+    ramp = torch.tensor([max(0.0, 1.0 - s / steps / noise_ramp) ** 2 for s in range(max(steps, 1))], device=device)
+    draws = torch.randn(len(ramp), *ws.shape[1:], generator=rng, device=device)
+    jitters = w_std * noise_factor * ramp.view(-1, *[1] * (ws.ndim - 1)) * draws
+
+    def loss_fn(step: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        distance, regulariser = forward(ws + jitters.index_select(0, step.view(1)), noise)
         loss = (distance + noise_weight * regulariser).sum()
         return loss, {"lpips": distance.mean(), "noise_reg": regulariser.mean()}
 
@@ -269,6 +343,7 @@ def fit_latents(
         lr_factor=lambda t: projector_lr(t, lr_rampup, lr_rampdown),
         after_step=normalise_noise,
         progress=progress,
+        cuda_graph=cuda_graph,
     )
     return ws.detach(), [maps.detach() for maps in noise], losses
 

@@ -68,19 +68,17 @@ def to_scoring_size(images: torch.Tensor) -> torch.Tensor:
 
 
 def ball_latents(
-    base: Generator, pivot: torch.Tensor, samples: int, *, alpha: float = 30.0, psi: float = 0.5,
-    generator: torch.Generator | None = None,
+    base: Generator, pivot: torch.Tensor, z: torch.Tensor, *, alpha: float = 30.0, psi: float = 0.5
 ) -> torch.Tensor:
-    """W+ latents [N * samples, n_latent, D] at distance alpha from each pivot, towards random w_z = f(z) (psi).
+    """W+ latents [N * samples, n_latent, D] at distance alpha from each pivot, towards w_z = f(z) (psi) for each of
+    the `samples` codes z [samples, D], the same for every pivot (what each photo's batch-1 run draws).
 
     As in the official code the distance is taken over the whole W+ tensor, so a W pivot moves alpha/sqrt(n_latent)
     per layer (the setting alpha = 30 was chosen with).
     """
-    device = pivot.device
-    pivots = as_wplus(pivot, base.n_latent).repeat_interleave(samples, 0)
-    z = torch.randn(samples, base.style_dim, generator=generator, device=device).repeat(len(pivot), 1)  # as alone
+    pivots = as_wplus(pivot, base.n_latent).repeat_interleave(len(z), 0)
     with torch.no_grad():
-        w_z = as_wplus(base.mapping(z, truncation_psi=psi), base.n_latent)
+        w_z = as_wplus(base.mapping(z.repeat(len(pivot), 1), truncation_psi=psi), base.n_latent)
     direction = w_z - pivots
     return pivots + alpha * direction / direction.flatten(1).norm(dim=1).view(-1, 1, 1)
 
@@ -93,8 +91,8 @@ def locality_drift(
     """How far the tuned generator moved away from the pivot: mean LPIPS(alex) and MSE between base and tuned images
     of `samples` random latents at distance alpha from each pivot (the paper's locality measure, Fig. 5)."""
     device = device_of(base)
-    rng = torch.Generator(device).manual_seed(seed)
-    ws = ball_latents(base, pivot.to(device), samples, alpha=alpha, psi=psi, generator=rng)
+    z = torch.randn(samples, base.style_dim, generator=torch.Generator(device).manual_seed(seed), device=device)
+    ws = ball_latents(base, pivot.to(device), z, alpha=alpha, psi=psi)
     original = base.synthesis(ws, noise_mode="none")
     moved = tuned.synthesis(ws, noise_mode="none")
     return {"lpips": float(lpips_distance(moved, original).mean()), "mse": float(_mse(moved, original).mean())}
@@ -179,7 +177,7 @@ class PerPhotoWeights:
         """Photos meeting the early stop now keep their current weights (taken before this step's update)."""
         new = met & ~self.done
         for k, p in self.params.items():
-            self.kept[k] = torch.where(per_photo(new, p), p.detach(), self.kept[k])
+            self.kept[k].copy_(torch.where(per_photo(new, p), p.detach(), self.kept[k]))
         self.done |= met
 
     @torch.no_grad()
@@ -217,6 +215,7 @@ def pivotal_tuning(
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
     compile: bool | str = False,
+    cuda_graph: bool = False,
     watch: Callable[[int, torch.Tensor], None] | None = None,
     **projection: object,
 ) -> InversionResult | list[InversionResult]:
@@ -237,6 +236,8 @@ def pivotal_tuning(
     tuning step's reconstruction [N, 3, H, W] (after `step` updates, detached) without extra synthesis: what
     quality-vs-steps curves are drawn from (benchmarks/pti_curves.py).
     """
+    if cuda_graph and watch is not None:
+        raise ValueError("watch reads every step's images in Python: it cannot run inside a CUDA graph")
     started = time.perf_counter()
     device = device_of(G)
     targets = targets.to(device, torch.float32)
@@ -245,7 +246,7 @@ def pivotal_tuning(
     projecting = name in ("w", "w+")
     total = (project_steps if projecting else 0) + steps
     autocast = autocast if native_autocast(device, autocast) else None  # the options record what ran
-    speed = {"autocast": autocast, "channels_last": channels_last, "compile": compile}
+    speed = {"autocast": autocast, "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph}
     ws, pivot_losses = make_pivot(G, targets, name, project_steps=project_steps, seed=seed, lr=project_lr,
                                   progress=phase_progress(progress, "pivot", 0, total), **projection, **speed)
     pivot_seconds = time.perf_counter() - started
@@ -262,7 +263,9 @@ def pivotal_tuning(
     ws = ws.clone().requires_grad_(joint)
     groups = [{"params": weights, "lr": lr}] + ([{"params": [ws], "lr": pivot_lr}] if joint else [])
 
+    # each step's locality codes z, drawn for all steps at once (a step draws nothing, so a CUDA graph can hold it)
     rng = torch.Generator(device).manual_seed(seed)
+    ball_z = torch.randn(steps if locality else 0, locality_samples, G.style_dim, generator=rng, device=device)
     lpips_alex = TargetLPIPS(targets, "alex", channels_last=channels_last)
     small = early_stop is not None and G.size < EARLY_STOP_SIZE
     lpips_stop = TargetLPIPS(to_scoring_size(targets), "alex") if small else None
@@ -293,13 +296,14 @@ def pivotal_tuning(
             originals = G.synthesis(ball, noise_mode="none")
         return *reconstruction, lpips_alex.model(images[n:], originals).flatten(), _mse(images[n:], originals)
 
-    forward = maybe_compile(forward, compile)
+    forward = maybe_compile(forward, compile, cuda_graph)
 
-    def loss_fn(step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ball = ball_latents(G, ws.detach(), locality_samples, alpha=alpha, psi=psi, generator=rng) if locality else None
+    def loss_fn(step: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ball = (ball_latents(G, ws.detach(), ball_z.index_select(0, step.view(1))[0], alpha=alpha, psi=psi)
+                if locality else None)
         images, lp, l2, *regulariser = forward(as_wplus(ws, G.n_latent), ball)
         if watch is not None:
-            watch(step, images.detach())
+            watch(int(step), images.detach())
         per_image = lp + l2_weight * l2
         logged = {"lpips": lp.mean(), "lpips_max": lp.max(), "mse": l2.mean()}
         stop_score = lp.detach()
@@ -326,7 +330,7 @@ def pivotal_tuning(
                      else None)
     tune_losses = run_adam(loss_fn, groups, 0 if cancelled else steps, stop_when=stop_when,
                            after_step=per_photo.restore if per_photo is not None else None,
-                           progress=phase_progress(progress, "tune", total - steps, total))
+                           progress=phase_progress(progress, "tune", total - steps, total), cuda_graph=cuda_graph)
     finished = time.perf_counter()
     options = dict(pivot=name if isinstance(name, str) else type(name).__name__, project_steps=project_steps,
                    project_lr=project_lr, steps=steps, lr=lr, l2_weight=l2_weight, early_stop=early_stop,
