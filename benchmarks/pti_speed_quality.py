@@ -6,7 +6,8 @@
 `run` inverts the first `--limit` aligned faces of `benchmarks.pti_curves` (`.carry/pti_curves/faces.npz`: CelebA
 eval, LFW, FFHQ, UTKFace children and elderly) with the embedded generator and PTI's paper settings (early stop on),
 once per variant, the projection with the AlexNet LPIPS (a device call cannot carry the VGG trunk), and saves the
-reconstructions, seconds and tuning steps to DIR/<variant>.npz. `score` prints, per variant, `core.measures.score`
+reconstructions, seconds and tuning steps to DIR/<variant>.npz (`+` written `_`). `score` prints, per variant,
+`core.measures.score`
 against the photos (LPIPS, PSNR, MS-SSIM, FaceNet identity and same person, dlib distance) and the largest pixel
 difference from the first variant's reconstructions.
 """
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> None:
             seconds.append(time.perf_counter() - started)
             steps.append(len(result.losses["tune"]["loss"]))
             images.append(to_uint8(result.reconstruction)[0].numpy())
-        np.savez(args.out / f"{name}.npz", images=np.stack(images), seconds=np.array(seconds), steps=np.array(steps))
+        file = args.out / f"{name.replace('+', '_')}.npz"  # the device tool returns plain names only
+        np.savez(file, images=np.stack(images), seconds=np.array(seconds), steps=np.array(steps))
         print(f"{name}: {np.mean(seconds[1:] or seconds):.1f} s a face after the first, tuning steps {steps}",
               flush=True)
 
@@ -58,7 +60,8 @@ def score(args: argparse.Namespace) -> None:
     runs = {path.stem: np.load(path) for path in sorted(args.dir.glob("*.npz"))}
     reference = runs.get(args.reference)
     print(f"{len(photos)} held-out faces in {args.faces.name}; reference for the pixel difference: {args.reference}\n")
-    print("| variant | faces | s a face | tuning steps | LPIPS | PSNR | MS-SSIM | identity | same person | dlib distance "
+    print("| variant | faces | s a face | tuning steps | LPIPS | PSNR | MS-SSIM | identity | same person "
+          "| dlib distance "
           "| max pixel difference from the reference |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, data in runs.items():
@@ -83,7 +86,7 @@ def main() -> None:
     p = commands.add_parser("score")
     p.add_argument("dir", type=Path)
     p.add_argument("--faces", type=Path, default=FACES)
-    p.add_argument("--reference", default="fp32")
+    p.add_argument("--reference", default="fp32", help="the variant the pixel differences are taken from")
     args = parser.parse_args()
     run(args) if args.command == "run" else score(args)
 

@@ -87,12 +87,12 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
     parser.add_argument("--device", default="cpu", help="cpu or cuda; under `torchrun --nproc-per-node N` each "
                         "process takes every N-th photo on GPU (local rank mod the GPU count): N above the GPU count "
-                        "runs several processes per GPU")
+                        "runs several processes per GPU (on one H200 two shared it at half speed each)")
     parser.add_argument("--batch", type=int, default=1, help="PTI: photos tuned together in one batched run, each "
                         "with its own generator (results as one by one; faster on a GPU)")
-    parser.add_argument("--cuda-graphs", action="store_true", help="PTI on a GPU, one photo at a time: bf16 and "
-                        "CUDA graphs (1024 px: ~10 s a photo on an H200 after ~80 s of compilation once per machine; "
-                        "pays from the third photo; benchmarks/README.md)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="PTI on a GPU: bf16, compiled kernels and each "
+                        "whole step one CUDA graph (1024 px on an H200: 9.5 s a photo, 14 s with --locality, 7.2 s a "
+                        "photo at --batch 8, after ~60 s of compilation once per process; benchmarks/README.md)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free, "
                         "at least 1: on a shared machine fewer threads run faster)")
     parser.add_argument("--seed", type=int, default=0)
@@ -125,8 +125,8 @@ def run_invert(args: argparse.Namespace) -> int:
     from core.registry import encoder_for, load_encoder, load_generator
     from core.threads import use_threads
 
-    if args.cuda_graphs and (args.method != "pti" or not args.device.startswith("cuda") or args.batch > 1):
-        print("--cuda-graphs is for PTI on a CUDA device with --batch 1", file=sys.stderr)
+    if args.cuda_graphs and (args.method != "pti" or not args.device.startswith("cuda")):
+        print("--cuda-graphs is for PTI on a CUDA device", file=sys.stderr)
         return 2
     use_threads(args.threads)
     photos = photos_in(args.photos)
@@ -156,7 +156,7 @@ def run_invert(args: argparse.Namespace) -> int:
     if args.method == "pti":
         options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}
         if args.cuda_graphs:
-            options |= {"autocast": torch.bfloat16, "channels_last": True, "compile": "reduce-overhead"}
+            options |= {"autocast": torch.bfloat16, "channels_last": True, "compile": True, "cuda_graph": True}
         options |= {"steps": args.steps} if args.steps else {}
         options |= {"project_steps": args.pivot_steps} if args.pivot_steps else {}
     elif args.steps and args.method not in ENCODER_METHODS:

@@ -288,7 +288,8 @@ def test_the_whole_step_graph_path_gives_the_eager_result_on_the_cpu():
     stop = len(eager.losses["tune"]["loss"])
     assert stop < 300 and stop % GRAPH_REPORT_EVERY, "the stop falls between two readbacks"
     assert graphed.losses == eager.losses and torch.equal(graphed.pivot, eager.pivot)
-    assert all(torch.equal(graphed.delta[k], eager.delta[k]) for k in eager.delta) and graphed.delta.keys() == eager.delta.keys()
+    assert graphed.delta.keys() == eager.delta.keys()
+    assert all(torch.equal(graphed.delta[k], eager.delta[k]) for k in eager.delta)
     assert seen == list(range(1, 20 + stop + 1)) and graphed.options["cuda_graph"]
     targets = faces_or_perturbed(G, 3)
     options = dict(pivot="mean", steps=40, early_stop=0.7, locality=True, independent=True, **FAST)
@@ -361,9 +362,9 @@ def test_cli_takes_every_preset(G, tmp_path):
     assert code == 0 and report["options"]["preset"] == "fast" and report["options"]["project_steps"] == 2
 
 
-def test_cli_takes_cuda_graphs_only_for_pti_on_a_gpu_one_photo_at_a_time(tmp_path, capsys):
+def test_cli_takes_cuda_graphs_only_for_pti_on_a_gpu(tmp_path, capsys):
     Image.new("RGB", (40, 40), (150, 110, 90)).save(tmp_path / "crop.png")
-    for extra in (["--device", "cpu"], ["--device", "cuda", "--batch", "4"], ["--device", "cuda", "--method", "w"]):
+    for extra in (["--device", "cpu"], ["--device", "cuda", "--method", "w"]):
         code = main(["invert", str(tmp_path / "crop.png"), "--aligned", "--cuda-graphs", *extra,
                      "--out", str(tmp_path / "out")])
         assert code == 2 and "--cuda-graphs is for PTI on a CUDA device" in capsys.readouterr().err

@@ -140,7 +140,8 @@ def run_adam(
     capture = cuda_graph and device.type == "cuda"
     factors = torch.tensor([lr_factor(s / steps) if lr_factor else 1.0 for s in range(max(steps, 1))], device=device)
     base_lrs = [float(group["lr"]) for group in param_groups]
-    groups = [{**group, "lr": torch.tensor(lr, device=device)} for group, lr in zip(param_groups, base_lrs, strict=True)]
+    groups = [{**group, "lr": torch.tensor(lr, device=device)}
+              for group, lr in zip(param_groups, base_lrs, strict=True)]
     # fused: one kernel for all parameters; a tensor learning rate, set on the device each step
     optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), fused=True, capturable=capture)
     step = torch.zeros((), dtype=torch.long, device=device)
