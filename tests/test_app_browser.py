@@ -84,7 +84,7 @@ def test_upload_invert_and_see_the_result(page, photo, tmp_path):
     page.screenshot(path=path, full_page=True)
     shot = np.asarray(Image.open(path).convert("RGB"))
     assert shot.shape[1] == 1280 and shot.std() > 10
-    if os.environ.get("UPDATE_SCREENSHOT"):
+    if os.environ.get("UPDATE_SCREENSHOT", "0") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         image = Image.open(path).convert("RGB")  # 256 dithered colours: a third of the size, photos still smooth
         palette = image.quantize(256, method=Image.Quantize.MEDIANCUT)
@@ -142,5 +142,5 @@ def test_the_style_tab_restyles_a_photo_on_the_embedded_model(browser, photo, tm
         page.screenshot(path=path, full_page=True)
         page.close()
     assert np.asarray(Image.open(path).convert("RGB")).std() > 10
-    if os.environ.get("UPDATE_SCREENSHOT"):
+    if os.environ.get("UPDATE_SCREENSHOT", "0") == "1":
         Image.open(path).convert("RGB").quantize(256).save(SCREENSHOT.with_name("style.png"), optimize=True)
