@@ -112,6 +112,12 @@ class TargetLPIPS(nn.Module):
         return sum(lin((f - t).square()).float().mean((1, 2, 3)) for f, t, lin in pairs)
 
 
+def at_step(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Row `step` (a 0-dim device tensor) of a per-step table [steps, ...], kept as [1, ...] and read on the device:
+    `table[step]` would read the step back to Python, which a CUDA graph cannot hold."""
+    return table.index_select(0, step.view(1))
+
+
 def run_adam(
     loss_fn: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]],
     param_groups: list[dict],
@@ -157,7 +163,7 @@ def run_adam(
             log.update(keys=list(logged), rows=torch.zeros(max(steps, 1), len(logged) + 1, device=device))
         row = torch.stack([*(v.float().reshape(()) for v in logged.values()), stopped.float()])
         log["rows"].index_copy_(0, step.view(1), row.view(1, -1))
-        factor = factors.index_select(0, step.view(1)).squeeze(0) * ~stopped
+        factor = at_step(factors, step).squeeze(0) * ~stopped
         for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"].copy_(factor * lr)
         optimizer.zero_grad(set_to_none=True)
@@ -327,7 +333,7 @@ def fit_latents(
     jitters = w_std * noise_factor * ramp.view(-1, *[1] * (ws.ndim - 1)) * draws
 
     def loss_fn(step: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        distance, regulariser = forward(ws + jitters.index_select(0, step.view(1)), noise)
+        distance, regulariser = forward(ws + at_step(jitters, step), noise)
         loss = (distance + noise_weight * regulariser).sum()
         return loss, {"lpips": distance.mean(), "noise_reg": regulariser.mean()}
 

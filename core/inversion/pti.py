@@ -19,6 +19,7 @@ from core.inversion.optimise import (
     Progress,
     TargetLPIPS,
     as_wplus,
+    at_step,
     device_of,
     fit_latents,
     maybe_compile,
@@ -299,7 +300,7 @@ def pivotal_tuning(
     forward = maybe_compile(forward, compile, cuda_graph)
 
     def loss_fn(step: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ball = (ball_latents(G, ws.detach(), ball_z.index_select(0, step.view(1))[0], alpha=alpha, psi=psi)
+        ball = (ball_latents(G, ws.detach(), at_step(ball_z, step)[0], alpha=alpha, psi=psi)
                 if locality else None)
         images, lp, l2, *regulariser = forward(as_wplus(ws, G.n_latent), ball)
         if watch is not None:
