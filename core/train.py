@@ -40,6 +40,10 @@ HELP = {
     "amp_regularisers": "with --amp, also R1 and path length in bf16",
     "compile": "torch.compile the main phases and the augmentation (measured in benchmarks/train_speed.py)",
     "compile_mode": "torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune",
+    "metric_kimg": "measure quality (--metrics) every this many kimg, at the start and the end; keep the best G_ema in "
+                   "OUT/best (0: never)",
+    "metrics": "core.training.metrics names, comma-separated (against heldout-*.npz beside the data)",
+    "metric_samples": "generated images per measurement",
 }
 
 

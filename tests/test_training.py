@@ -126,19 +126,47 @@ def test_augment_is_differentiable_and_identity_at_p0():
     assert float(augment.p) == 1.0 and float(augment.rt) == 1.0
 
 
-def test_cli_runs_on_prepared_shard(tmp_path: Path):
-    shard = tmp_path / "data" / "train-00000.npz"
-    shard.parent.mkdir()
-    jpegs = []
+def write_shard(path: Path, pixels: torch.Tensor) -> Path:
+    """uint8 images [N, 3, H, W] as a prepared shard (JPEG bytes + offsets), as `core.data prepare` writes them."""
     from io import BytesIO
 
     from PIL import Image
-    for image in images(8).permute(0, 2, 3, 1).numpy():
+    jpegs = []
+    for image in pixels.permute(0, 2, 3, 1).numpy():
         buffer = BytesIO()
         Image.fromarray(image).save(buffer, format="JPEG")
         jpegs.append(buffer.getvalue())
-    np.savez(shard, jpeg=np.frombuffer(b"".join(jpegs), np.uint8), names=np.array([f"{i}.jpg" for i in range(8)]),
-             offsets=np.cumsum([0] + [len(j) for j in jpegs]), size=np.int64(16))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, jpeg=np.frombuffer(b"".join(jpegs), np.uint8), names=np.array([f"{i}.jpg" for i in range(len(jpegs))]),
+             offsets=np.cumsum([0] + [len(j) for j in jpegs]), size=np.int64(pixels.shape[-1]))
+    return path
+
+
+def test_quality_is_measured_in_the_loop_and_the_best_kept(tmp_path: Path):
+    data = tmp_path / "data"
+    write_shard(data / "train-00000.npz", images(16, 32))
+    write_shard(data / "heldout-00000.npz", torch.flip(images(12, 32), dims=[0]))
+    cfg = dataclasses.replace(TINY, size=32, data=str(data), out=str(tmp_path / "run"), kimg=0.032,
+                              metric_kimg=0.016, metric_samples=12)
+    trainer = train(cfg)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [0.0, 0.016, 0.032]  # at the start, every 16 images, at the end
+    assert all(math.isfinite(r["alex_fd"]) and 0 <= r["alex_precision"] <= 1 for r in records)
+    assert "alex_floor_fd" in records[0] and "alex_floor_fd" not in records[1]  # the floor once per process
+    assert records[0]["saved_best"] and (tmp_path / "run" / "best" / "meta.json").is_file()
+    best = json.loads((tmp_path / "run" / "best" / "meta.json").read_text())["nimg"]
+    assert best == 1000 * min(records, key=lambda r: r["alex_fd"])["kimg"]
+
+    cfg = dataclasses.replace(cfg, kimg=0.048, resume=str(tmp_path / "run" / "state.pt"))
+    train(cfg)  # resumed in the same folder: not measured again at 32 images, compared with the earlier best
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [0.0, 0.016, 0.032, 0.048]
+    assert records[-1].get("saved_best", False) == (records[-1]["alex_fd"] < min(r["alex_fd"] for r in records[:-1]))
+    assert trainer.nimg == 32
+
+
+def test_cli_runs_on_prepared_shard(tmp_path: Path):
+    shard = write_shard(tmp_path / "data" / "train-00000.npz", images(8))
     args = ["--data", str(shard.parent), "--out", str(tmp_path / "run"), "--kimg", "0.008", "--size", "16",
             "--style-dim", "16", "--n-mlp", "1", "--channel-base", "64", "--channel-max", "16", "--batch", "4"]
     subprocess.run([sys.executable, "-m", "core.train", "stylegan2", *args], check=True, cwd=ROOT, timeout=120)

@@ -29,10 +29,11 @@ class DeviceImageBank:
         self.generator = torch.Generator(images.device).manual_seed(seed + rank)
 
     @classmethod
-    def from_shards(cls, data: str | Path, device: torch.device, *, size: int | None = None, **kwargs):
-        paths = shard_paths(data)
+    def from_shards(cls, data: str | Path, device: torch.device, *, size: int | None = None, split: str = "train",
+                    **kwargs):
+        paths = shard_paths(data, split)
         if not paths:
-            raise FileNotFoundError(f"no training shards (train-*.npz) in {data}; run `python -m core.data prepare`")
+            raise FileNotFoundError(f"no {split} shards ({split}-*.npz) in {data}; run `python -m core.data prepare`")
         pixels = np.concatenate([decode_shard(p)[0] for p in paths])
         if size is not None and pixels.shape[1] != size:
             raise ValueError(f"{data} holds {pixels.shape[1]} px images, the model is {size} px")

@@ -3,6 +3,8 @@ float16 checkpoints that travel between short GPU calls, EMA, and options built 
 
 A trainer is a file (`stylegan2.py`, `encoder.py`) with a config dataclass and a class that has `nimg`,
 `step_index`, `device`, `rank`, `step()`, `pop_stats()`, `sample_grid(path)` and `save(folder)`; `run` does the rest.
+A trainer that can `measure()` its quality (a dict, `core.training.metrics`) is measured every `metric_kimg` and keeps
+its best snapshot (`save_best(folder)`, chosen by the first value the measure returns, lower is better).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class RunConfig:
     minutes: float = 0.0  # wall-clock budget of this process (0: none); stops cleanly, saving first
     log_kimg: float = 4.0
     sample_minutes: float = 5.0
+    metric_kimg: float = 0.0  # measure quality every this many kimg, at the start and at the end (0: never)
     seed: int = 0
     device: str = "auto"
 
@@ -180,6 +183,8 @@ def run(trainer: Trainable, cfg: Any, start: float) -> Trainable:
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1) + "\n")
     last_log = last_sample = time.time()
     log_nimg = trainer.nimg
+    quality = QualityLog(trainer, out, cfg.metric_kimg)
+    quality.measure()
     with tqdm(total=int(cfg.kimg * 1000), initial=trainer.nimg, unit="img", unit_scale=True, disable=rank != 0,
               mininterval=1 if os.isatty(2) else 30) as bar:
         for _ in budget_steps(trainer, cfg.kimg, cfg.minutes, start):
@@ -197,12 +202,55 @@ def run(trainer: Trainable, cfg: Any, start: float) -> Trainable:
             if rank == 0 and time.time() - last_sample > cfg.sample_minutes * 60:
                 trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
                 last_sample = time.time()
+            if quality.due():
+                quality.measure()
+    quality.measure()
     if rank == 0:
         trainer.save(out)
         trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
         print(f"stopped at {trainer.nimg / 1000:.1f} kimg after {(time.time() - start) / 60:.2f} min; saved in {out}",
               flush=True)
     return trainer
+
+
+class QualityLog:
+    """Measures a trainer's quality (when it has `measure` and `metric_kimg` is set) into `out`/metrics.jsonl and
+    keeps the best snapshot in `out`/best/ (the first measured value decides, lower is better; the best so far
+    is read back from metrics.jsonl, so a resumed run in the same folder keeps comparing with it)."""
+
+    def __init__(self, trainer: Trainable, out: Path, every_kimg: float):
+        self.trainer, self.out, self.every = trainer, out, every_kimg if hasattr(trainer, "measure") else 0.0
+        self.nimg, self.best = -1, float("inf")
+        log = out / "metrics.jsonl"
+        if self.every and log.is_file():
+            records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            self.best = min((r["best_by"] for r in records), default=float("inf"))
+            if records and round(records[-1]["kimg"] * 1000) == trainer.nimg:  # resumed where it was last measured
+                self.nimg = trainer.nimg
+
+    def due(self) -> bool:
+        return bool(self.every) and self.trainer.nimg - self.nimg >= self.every * 1000
+
+    def measure(self) -> None:
+        if not self.every or self.trainer.nimg == self.nimg:
+            return
+        self.nimg = self.trainer.nimg
+        if dist.is_initialized():
+            dist.barrier()
+        if self.trainer.rank == 0:
+            start = time.time()
+            values = self.trainer.measure()
+            record = {"kimg": round(self.nimg / 1000, 3), "seconds": round(time.time() - start, 1),
+                      "best_by": next(iter(values.values())), **{k: round(v, 5) for k, v in values.items()}}
+            if record["best_by"] < self.best:
+                self.best = record["best_by"]
+                self.trainer.save_best(self.out / "best")
+                record["saved_best"] = True
+            print(json.dumps(record), flush=True)
+            with open(self.out / "metrics.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+        if dist.is_initialized():
+            dist.barrier()
 
 
 def budget_steps(trainer: Trainable, kimg: float, minutes: float, start: float) -> Iterator[None]:

@@ -36,6 +36,7 @@ from core.checkpoints import save_generator
 from core.nets.stylegan2 import Discriminator, Generator
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
+from core.training.metrics import MetricInputs, measure
 from core.training.loss import MappedSynthesis, PathLengthPenalty, discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import (
     RunConfig,
@@ -94,6 +95,9 @@ class TrainConfig(RunConfig):
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"  # torch.compile's mode: "default", "reduce-overhead" (CUDA graphs), ...
+    # quality in the loop (needs heldout-*.npz beside the training shards; `metric_kimg` 0 turns it off)
+    metrics: str = "alex"  # names in core.training.metrics.METRICS, comma-separated; the first picks the best
+    metric_samples: int = 1000
 
     @property
     def gamma(self) -> float:
@@ -228,6 +232,26 @@ class Trainer:
     def _update_ema(self) -> None:
         images = min(self.cfg.ema_images, (self.nimg - self.ema_start) * self.cfg.ema_rampup)
         update_ema(self.G_ema, self.G, 0.5 ** (self.cfg.batch / max(images, 1e-8)))
+
+    def measure(self) -> dict[str, float]:
+        """The run's metrics (`cfg.metrics`) of the EMA generator against the held-out faces beside the training data;
+        the first call also measures the real-vs-real floor once (`alex_floor_*`), for reading the numbers against."""
+        if not hasattr(self, "heldout"):
+            self.heldout = DeviceImageBank.from_shards(self.cfg.data, self.device, size=self.cfg.size,
+                                                       split="heldout").images
+        names = [name for name in self.cfg.metrics.split(",") if name]
+        if not getattr(self, "floor_measured", False):
+            names.append("alex_floor")
+            self.floor_measured = True
+        return measure(names, MetricInputs(self.G_ema, self.heldout, self.data.images,
+                                           samples=self.cfg.metric_samples, seed=self.cfg.seed))
+
+    def save_best(self, folder: Path) -> None:
+        """The EMA generator alone (float16 parts + meta.json): what `export` ships if it stays the best."""
+        folder.mkdir(parents=True, exist_ok=True)
+        write_parts(folder, "G_ema", {**half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg})
+        (folder / "meta.json").write_text(json.dumps({"nimg": self.nimg, "config": dataclasses.asdict(self.cfg)},
+                                                     indent=1) + "\n")
 
     def pop_stats(self) -> dict[str, float]:
         """Means since the last call (one host sync), plus the augmentation and regulariser state."""
