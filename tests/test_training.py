@@ -137,7 +137,8 @@ def write_shard(path: Path, pixels: torch.Tensor) -> Path:
         Image.fromarray(image).save(buffer, format="JPEG")
         jpegs.append(buffer.getvalue())
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, jpeg=np.frombuffer(b"".join(jpegs), np.uint8), names=np.array([f"{i}.jpg" for i in range(len(jpegs))]),
+    names = np.array([f"{i}.jpg" for i in range(len(jpegs))])
+    np.savez(path, jpeg=np.frombuffer(b"".join(jpegs), np.uint8), names=names,
              offsets=np.cumsum([0] + [len(j) for j in jpegs]), size=np.int64(pixels.shape[-1]))
     return path
 

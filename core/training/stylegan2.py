@@ -36,8 +36,8 @@ from core.checkpoints import save_generator
 from core.nets.stylegan2 import Discriminator, Generator
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
-from core.training.metrics import MetricInputs, measure
 from core.training.loss import MappedSynthesis, PathLengthPenalty, discriminator_loss, generator_loss, r1_penalty
+from core.training.metrics import MetricInputs, measure
 from core.training.scaffold import (
     RunConfig,
     StepMeans,
