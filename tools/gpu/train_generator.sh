@@ -6,8 +6,9 @@
 #   bash tools/gpu/train_generator.sh stage                    # carry .carry/v2/data: kept in runs/v2/data
 #   bash tools/gpu/train_generator.sh train MINUTES [python -m core.train stylegan2 options]
 #
-# train resumes from the warm machine's exact runs/v2/state.pt (fp32 nets, Adam, RNGs) unless a carried
-# .carry/v2/state/meta.json differs from it; then from that compact state (Adam's moments restart).
+# train resumes from a carried compact .carry/v2/state the first time this machine sees it (Adam's moments restart),
+# else from the warm machine's exact runs/v2/state.pt (fp32 nets, Adam, RNGs): a carried folder stays on the machine
+# between calls, and is not taken again.
 # Carry: .bench (lpips / pytorch-msssim wheels, the float16 AlexNet trunk the in-loop metric uses) on every train call.
 # Out:  state.tar.NN  G, G_ema, D float16 parts + meta.json (what the next session resumes from), 15 MiB pieces
 #       best.tar.NN   the best G_ema by the in-loop FD, when it is not the last one
@@ -17,7 +18,7 @@ set -euo pipefail
 mode=$1
 shift
 run=runs/v2
-out=${OUT:-out}
+out=$(realpath -m "${OUT:-out}")
 mkdir -p "$run/data" "$out"
 if [ -d .carry/v2/data ]; then
   cp .carry/v2/data/*.npz "$run/data/"
@@ -35,10 +36,11 @@ fi
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=/tmp/site:$PWD/.bench/site_half:$PWD PYTHONUNBUFFERED=1
 carried=.carry/v2/state
-if [ -f "$run/state.pt" ] && { [ ! -f $carried/meta.json ] || cmp -s $carried/meta.json "$run/compact/meta.json"; }; then
+if [ -f $carried/meta.json ] && ! cmp -s $carried/meta.json "$run/carried-meta.json"; then
+  resume=$carried  # a state not resumed from on this machine yet
+  cp $carried/meta.json "$run/carried-meta.json"
+elif [ -f "$run/state.pt" ]; then
   resume=$run/state.pt
-elif [ -f $carried/meta.json ]; then
-  resume=$carried
 else
   echo "nothing to resume from: carry .carry/v2/state" >&2
   exit 3
@@ -53,5 +55,5 @@ if [ -f "$run/best/meta.json" ] && ! cmp -s <(python3 -c "import json,sys; print
   tar cf - -C "$run/best" . | split -b 15M -d - "$out/best.tar."
 fi
 cp "$(ls "$run"/samples-*.png | tail -1)" "$run/samples.png"
-tar czf "$out/logs.tgz" -C "$run" log.jsonl metrics.jsonl train.log config.json samples.png
+(cd "$run" && tar czf "$out/logs.tgz" $(ls log.jsonl metrics.jsonl train.log config.json samples.png 2>/dev/null))
 ls -la "$out"
