@@ -7,12 +7,17 @@
 #   bash tools/gpu/slim.sh slim | unslim
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-files=$(git ls-files -- '*.safetensors' '*.png' '*.jpg' '*.ipynb' benchmarks/pti_curves.json)
-[ "$1" = unslim ] && files=$(sed -n 's#^/\(.*\)  \# slim$#\1#p' .git/info/exclude)
 exclude=.git/info/exclude
 case $1 in
-  slim)   for f in $files; do git rm -q --cached "$f"; echo "/$f  # slim" >> $exclude; done ;;
-  unslim) sed -i '/  # slim$/d' $exclude; for f in $files; do git add -f "$f"; done ;;
+  slim)
+    files=$(git ls-files -- '*.safetensors' '*.png' '*.jpg' '*.ipynb' benchmarks/pti_curves.json)
+    echo "# slim: begin" >> $exclude
+    for f in $files; do git rm -q --cached "$f"; echo "/$f" >> $exclude; done
+    echo "# slim: end" >> $exclude ;;
+  unslim)
+    files=$(sed -n '/^# slim: begin$/,/^# slim: end$/{/^\//s#^/##p}' $exclude)
+    sed -i '/^# slim: begin$/,/^# slim: end$/d' $exclude
+    for f in $files; do git add -f "$f"; done ;;
   *) echo "usage: $0 slim|unslim" >&2; exit 2 ;;
 esac
 echo "$(git ls-files | wc -l) tracked files, $(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1) bytes"
