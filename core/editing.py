@@ -263,6 +263,15 @@ def registered_directions(G: Generator, model_name: str) -> list[Direction]:
     return found
 
 
+def conditional_first(directions: list[Direction]) -> list[Direction]:
+    """Each plain direction's conditional one (`A|B`: A with B's normal projected out) in its place and the plain one
+    moved to the end: the plain Young, Male and Eyeglasses drag another attribute along, their conditional ones move
+    the others about half as much (`benchmarks/pti_editability.py`, per direction)."""
+    conditional = {d.name.split("|")[0]: d for d in directions if "|" in d.name}
+    first = [conditional.get(d.name, d) for d in directions if "|" not in d.name]
+    return first + [d for d in directions if d not in first]
+
+
 def _cached(name: str) -> Path:
     """An official entry's file if it is in the cache already; never downloads (listing directions is not asking)."""
     path = cache_dir() / REGISTRY[name].filename
@@ -290,7 +299,8 @@ FAMILIES: dict[str, DirectionFamily] = {
     "InterFaceGAN": DirectionFamily(
         "InterFaceGAN", "attribute boundaries (the embedded model: CelebA attributes fitted on its own samples, A|B "
         "is A with B's normal projected out, best within ±3; the FFHQ model: the official boundaries); unit normals",
-        lambda G, m, k: registered_directions(G, m)[:k], 10, lambda G, m: bool(registered_directions(G, m))),
+        lambda G, m, k: conditional_first(registered_directions(G, m))[:k], 10,
+        lambda G, m: bool(registered_directions(G, m))),
 }
 
 
