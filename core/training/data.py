@@ -7,6 +7,7 @@ and scaled to [-1, 1] with a few kernels. No worker processes, no host-to-device
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +26,22 @@ class DeviceImageBank:
     def __init__(self, images: torch.Tensor, *, mirror: bool = True, seed: int = 0, rank: int = 0):
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected uint8 images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
-        self.images, self.mirror = images, mirror
+        self.images, self.mirror, self.load_seconds = images, mirror, 0.0
         self.generator = torch.Generator(images.device).manual_seed(seed + rank)
 
     @classmethod
     def from_shards(cls, data: str | Path, device: torch.device, *, size: int | None = None, split: str = "train",
                     **kwargs):
+        started = time.perf_counter()
         paths = shard_paths(data, split)
         if not paths:
             raise FileNotFoundError(f"no {split} shards ({split}-*.npz) in {data}; run `python -m core.data prepare`")
         pixels = np.concatenate([decode_shard(p)[0] for p in paths])
         if size is not None and pixels.shape[1] != size:
             raise ValueError(f"{data} holds {pixels.shape[1]} px images, the model is {size} px")
-        return cls(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(device), **kwargs)
+        bank = cls(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(device), **kwargs)
+        bank.load_seconds = time.perf_counter() - started  # decoding happens here, once, never inside a step
+        return bank
 
     def __len__(self) -> int:
         return len(self.images)
