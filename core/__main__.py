@@ -76,9 +76,10 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder", help=f"{' / '.join(ENCODER_METHODS)}: registry name or file (default: the one "
                         "made for --model)")
     parser.add_argument("--preset", choices=["paper", "fast"], default="fast",
-                        help="PTI settings: fast (~1 min on 2 CPU cores) or the paper's (450 + 350 steps); both "
-                        "give back the person on held-out faces (benchmarks/README.md, PTI quality)")
-    parser.add_argument("--locality", action="store_true", help="PTI locality regularisation")
+                        help="PTI settings: fast (the CPU default) or the paper's (450 + 350 steps); their time, "
+                        "reconstruction and editability: benchmarks/README.md, PTI presets")
+    parser.add_argument("--locality", action=argparse.BooleanOptionalAction,
+                        help="PTI locality regularisation (default: the preset's)")
     parser.add_argument("--pivot", default="w", help="PTI pivot: w, w+, mean, random, joint-mean, joint-random, A-F, "
                         f"or an encoder's code: {', '.join(ENCODER_METHODS)}")
     parser.add_argument("--steps", type=int, help="steps of the main phase: projection (w, w+) or tuning (pti)")
@@ -154,7 +155,8 @@ def run_invert(args: argparse.Namespace) -> int:
             print(f"cannot load the {encoder_method} encoder: {err}", file=sys.stderr)
             return 2
     if args.method == "pti":
-        options |= {"preset": args.preset, "pivot": args.pivot, "locality": args.locality}
+        options |= {"preset": args.preset, "pivot": args.pivot}
+        options |= {"locality": args.locality} if args.locality is not None else {}
         if args.cuda_graphs:
             options |= {"autocast": torch.bfloat16, "channels_last": True, "compile": True, "cuda_graph": True}
         options |= {"steps": args.steps} if args.steps else {}

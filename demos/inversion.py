@@ -95,6 +95,11 @@ def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
     return face.image
 
 
+def preset_locality(preset: str) -> bool:
+    """Whether a preset of `core.inversion.PRESETS` runs PTI's locality regulariser: where the checkbox starts."""
+    return bool(PRESETS[preset].get("locality", False))
+
+
 def preset_steps(preset: str) -> tuple[int, int]:
     """PTI's (pivot steps, tuning steps) under a preset of `core.inversion.PRESETS`: what the sliders start at."""
     defaults = {name: p.default for name, p in inspect.signature(pivotal_tuning).parameters.items()}
@@ -104,15 +109,16 @@ def preset_steps(preset: str) -> tuple[int, int]:
 
 @gpu
 def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str, latent_steps: int,
-               tune_steps: int, progress: gr.Progress, preset: str = "fast") -> Run:
+               tune_steps: int, progress: gr.Progress, preset: str = "fast", locality: bool | None = None) -> Run:
     """Invert the aligned crop with one of `METHODS`; latent_steps are W/W+ steps or PTI's pivot steps, which
-    override PTI's `preset` (the rest of its settings: precision, LPIPS backbone)."""
+    override PTI's `preset` (the rest of its settings: precision, LPIPS backbone), as `locality` does if given."""
     options = dict(METHODS[label])
     encoder = options["method"] if options["method"] in ENCODER_METHODS else options.get("pivot")
     if encoder in ENCODER_METHODS:
         options["encoder"] = ctx.encoder(encoder)
     if options["method"] == "pti":
         options |= {"preset": preset, "project_steps": int(latent_steps), "steps": int(tune_steps)}
+        options |= {} if locality is None else {"locality": bool(locality)}
     elif options["method"] not in ENCODER_METHODS:
         options["steps"] = int(latent_steps)
     started = time.perf_counter()

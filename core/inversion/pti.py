@@ -35,20 +35,21 @@ from core.nets.stylegan2 import Generator
 
 # The paper's pivot ablation (Sec. 4.4, Fig. 9): letter -> pivot source.
 PIVOTS = {"A": "w", "B": "w+", "C": "mean", "D": "random", "E": "joint-mean", "F": "joint-random"}
-# Named settings for `invert(G, photo, "pti", preset=...)`; keywords given to `invert` override them. Both were chosen
-# on 40 held-out faces (CelebA eval, LFW, FFHQ, UTKFace children and elderly) by `benchmarks/pti_curves.py`: quality
-# and identity against tuning steps, in benchmarks/README.md ("PTI: quality against tuning steps").
+# Named settings for `invert(G, photo, "pti", preset=...)`; keywords given to `invert` override them. Reconstruction
+# and identity were measured on 40 held-out faces by `benchmarks/pti_curves.py`, editability on 25 by
+# `benchmarks/pti_editability.py` (benchmarks/README.md, "PTI: does tuning keep W's editability?").
 PRESETS: dict[str, dict[str, object]] = {
     # The paper's: 450 W-projection steps with LPIPS-VGG and noise regularisation, then up to 350 tuning steps at
     # lr 3e-4 (LPIPS-alex + L2), early stop at LPIPS 0.06 scored at >= 256 px; the keyword defaults of
-    # `pivotal_tuning`. At 128 px it runs all 350 steps (29.3 dB, same person, on the 2 faces run on the CPU).
+    # `pivotal_tuning`.
     "paper": {},
-    # ~1 min on 2 CPU cores for the embedded 128 px model (55-62 s idle; 77 s on an AVX2-only CPU, which runs it in
-    # fp32, `native_autocast`): a 100-step projection with the cheaper AlexNet LPIPS at 3x the lr, bf16 autocast +
-    # channels-last (1.3x on a CPU with bf16 kernels), then <= 100 tuning steps at 10x the paper's lr (3e-3), which
-    # reach at 75-100 steps what lr 3e-4 reaches at 300-400 (28.6-29.7 dB, same person 100 %).
-    "fast": dict(project_steps=100, project_lr=0.03, lpips_net="alex", steps=100, lr=3e-3, autocast=torch.bfloat16,
-                 channels_last=True),
+    # The CLI's and the app's default on the CPU: a 100-step projection with the cheaper AlexNet LPIPS at 3x the lr,
+    # bf16 autocast + channels-last, then <= 100 tuning steps at 3x the paper's lr with the paper's locality
+    # regulariser. The lr is the editability lever: at 10x the paper's (3e-3, this preset until session 14) the
+    # tuned generator drew the embedded directions' edits at ~0.6 of W's strength; at 1e-3 with locality it draws
+    # them about as strongly as the paper's own settings do, at the same reconstruction.
+    "fast": dict(project_steps=100, project_lr=0.03, lpips_net="alex", steps=100, lr=1e-3, locality=True,
+                 autocast=torch.bfloat16, channels_last=True),
 }
 # PTI's early stop compares LPIPS with 0.06 on the paper's 1024 px images; its tables score LPIPS at 256 px. Images
 # smaller than this are upsampled to it for the early stop only: at 128 px LPIPS reaches 0.06 after ~25 steps,

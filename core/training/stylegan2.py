@@ -352,7 +352,8 @@ def train(cfg: TrainConfig, data: DeviceImageBank | None = None) -> Trainer:
     return launch(cfg, lambda c, device, rank, world: Trainer(c, device, rank, world, data), network_of, lambda t: (
         f"training {t.cfg.size}px G {sum(p.numel() for p in t.G.parameters()) / 1e6:.2f}M "
         f"D {sum(p.numel() for p in t.D.parameters()) / 1e6:.2f}M params on {t.world}x {t.device}, "
-        f"{len(t.data)} images (decoded in {t.data.load_seconds:.1f} s), from {t.nimg / 1000:.1f} kimg; gamma {t.cfg.gamma:.4g}, "
+        f"{len(t.data)} images (decoded in {t.data.load_seconds:.1f} s), from {t.nimg / 1000:.1f} kimg; "
+        f"gamma {t.cfg.gamma:.4g}, "
         f"ema {t.cfg.ema_images / 1000:.3g} kimg"))
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gradio as gr
 from PIL import Image
 
-from demos.common import PROGRESS, AppContext, Page, user_errors, user_message
+from demos.common import PROGRESS, AppContext, Page, user_errors
 from demos.inversion import (
     METHODS,
     aligned_crop,
     job_buttons,
     photo_picker,
+    preset_locality,
     preset_steps,
     run_method,
     step_sliders,
@@ -33,13 +34,16 @@ def build(ctx: AppContext, page: Page) -> None:
         with gr.Column(scale=1, min_width=260):
             method = gr.Radio([label for label in METHODS if label != "PTI + locality"], value="PTI", label="Method",
                               elem_id="invert-method")
-            locality = gr.Checkbox(False, label="Locality regularisation (PTI)",
-                                   info="keeps the tuned generator unchanged away from this face")
-            preset = gr.Radio([("Fast (~1 min on 2 CPU cores)", "fast"), ("Paper (450 + 350 steps)", "paper")],
+            locality = gr.Checkbox(preset_locality("fast"), label="Locality regularisation (PTI)",
+                                   info="keeps the tuned generator unchanged away from this face, and its edits "
+                                   "closer to the original generator's")
+            preset = gr.Radio([("Fast (under a minute on 2 CPU cores)", "fast"), ("Paper (450 + 350 steps)", "paper")],
                               value="fast", label="PTI settings", elem_id="invert-preset",
-                              info="fast: 100-step pivot, ≤ 100 tuning steps at 10x the lr; both give back the person")
+                              info="fast: 100-step pivot, ≤ 100 tuning steps at 3x the paper's lr with locality; both "
+                              "give back the person, the paper's edits a little more strongly")
             latent_steps, tune_steps = step_sliders("invert", *preset_steps("fast"))
-            preset.change(preset_steps, preset, [latent_steps, tune_steps], api_name=False, queue=False)
+            preset.change(lambda name: (*preset_steps(name), preset_locality(name)), preset,
+                          [latent_steps, tune_steps, locality], api_name=False, queue=False)
             buttons = job_buttons("Invert")
     with gr.Row(equal_height=True):
         original = gr.Image(label="Original (aligned)", format="png", height=300, interactive=False,
@@ -57,10 +61,8 @@ def build(ctx: AppContext, page: Page) -> None:
             ) -> tuple[Image.Image, Image.Image, Image.Image, list[list[str]]]:
         aligned = aligned_crop(ctx, path)
         label = "PTI + locality" if method_name == "PTI" and local else method_name
-        if local and method_name == "PTI (e4e pivot)":
-            raise user_message("Locality regularisation runs with the W pivot: choose PTI.", "Not combined")
         with ctx.job(state, request):
-            result = run_method(ctx, state, aligned, label, steps, tuning, progress, settings)
+            result = run_method(ctx, state, aligned, label, steps, tuning, progress, settings, locality=local)
         ctx.results.put(state.id, result.result)
         state.method, state.edits = label, []
         return aligned, aligned, result.reconstruction, result.table_column()
