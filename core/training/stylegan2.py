@@ -150,6 +150,8 @@ class Trainer:
         torch.manual_seed(cfg.seed + rank + 1)  # different latents and noise on each process
         self.nimg, self.step_index, self.ema_start = 0, 0, 0
         self.means = StepMeans(device)
+        self.heldout: torch.Tensor | None = None  # the held-out faces `measure` compares with, loaded on first use
+        self.floor_measured = False
         self.sample_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(cfg.seed))
 
         self.g_train: torch.nn.Module = MappedSynthesis(self.G, cfg.style_mixing)
@@ -236,11 +238,11 @@ class Trainer:
     def measure(self) -> dict[str, float]:
         """The run's metrics (`cfg.metrics`) of the EMA generator against the held-out faces beside the training data;
         the first call also measures the real-vs-real floor once (`alex_floor_*`), for reading the numbers against."""
-        if not hasattr(self, "heldout"):
+        if self.heldout is None:
             self.heldout = DeviceImageBank.from_shards(self.cfg.data, self.device, size=self.cfg.size,
                                                        split="heldout").images
         names = [name for name in self.cfg.metrics.split(",") if name]
-        if not getattr(self, "floor_measured", False):
+        if not self.floor_measured:
             names.append("alex_floor")
             self.floor_measured = True
         return measure(names, MetricInputs(self.G_ema, self.heldout, self.data.images,
