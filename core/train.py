@@ -117,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     reference = commands.add_parser("reference-edit", help="train the Style Transformer's latent attribute classifier "
                                     "and edit transformer (reference-based editing) on encoded faces",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(reference, ReferenceEditConfig, REFERENCE_EDIT_HELP)
+    add_config_options(reference, ReferenceEditConfig, REFERENCE_EDIT_HELP, required=("data", "labels"))
     dual = commands.add_parser("dualstylegan", help="train DualStyleGAN on a folder of style images (fine-tune, "
                                "destylise, progressive fine-tuning) and export the style",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -16,7 +16,7 @@ as the identity loss of an encoder, and gradients flow to its input.
 package) and writes float16 safetensors, or int8 weights with per-output-channel float16 scales (`quantise=True`;
 dequantised by `load_facenet`). `ensure_facenet` converts once into the cache; nothing is downloaded.
 
-Measured (`python -m core.nets.facenet .carry/facenet`, which runs `parity_report`): cosine to OpenCV's
+Measured (`python -m core.nets.facenet OUT_DIR`, which runs `parity_report`): cosine to OpenCV's
 `core.identity.forward` on 30 real faces (20 FFHQ-aligned FFHQ images, 2 photos each of 5 LFW people aligned by
 `core.faces.align_face`; all cut by `core.identity.crop`), and in brackets on 230 faces (20 FFHQ, 105 LFW people):
     float32 (the graph's weights)     min 0.9999999  mean 1.0000000   (0.9999999 / 1.0000000)

@@ -43,8 +43,8 @@ class ReferenceEditConfig:
 
     encoder: str = "face128-style-transformer"  # whose codes are edited (registry name or file)
     generator: str = "default"
-    data: str = ".carry/data"  # prepared shards: train-*.npz (codes to train on), heldout-*.npz (accuracy)
-    labels: str = "../shared/data/faces/celeba/attributes.csv"
+    data: str = ""  # prepared shards: train-*.npz (codes to train on), heldout-*.npz (accuracy); required
+    labels: str = ""  # CelebA's attributes.csv (file, identity, split, 40 x ±1); required
     synthetic: int = 8000  # generator samples added to the encoded photos (soft labels from the image classifier)
     out: str = "models/face128/reference-edit.safetensors"
     cache: str = "runs/reference_edit"  # encoded codes are kept here: a rerun skips the encoding

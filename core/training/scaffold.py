@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from core.faces import to_uint8
 
-PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB
+PART_BYTES = 15 * 2**20  # parts stay under the project's 20 MB limit for a file in git
 SAVE_RESERVE_S = 20.0  # seconds of a time budget kept for saving at the end
 
 
