@@ -205,53 +205,191 @@ def run_invert(args: argparse.Namespace) -> int:
 
 def add_edit_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "edit", help="reference-based editing: give a photo one attribute of a reference photo (Style Transformer)",
-        description="Align both photos, encode them with the Style Transformer, move the photo's code towards the "
-        "reference's ATTRIBUTE with the edit transformer, and write <out>/ source.png, reference.png, edited.png "
-        "(each rendered by the generator), strip.png (the three side by side) and metrics.json.",
+        "edit", help="edit a face photo along directions (InterFaceGAN, GANSpace, SeFa), put it back into the photo; "
+        "or give it an attribute of a reference photo (--reference)",
+        description="Align the photo's largest face (every face with --all-faces), invert it (--method), move its "
+        "code along each --direction by its --strength (several make a sequence), and write <out>/face<k>/ "
+        "aligned.png, reconstruction.png, edited.png (and strip.png, traverse.gif with --traverse), "
+        "<out>/edited_photo.png with --paste-back, and <out>/metrics.json. The input may be a saved result "
+        "(result.safetensors of `invert`); its photo is then --photo. With --reference: reference-based editing "
+        "(Style Transformer), writing <out>/ source.png, reference.png, edited.png, strip.png, metrics.json.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("photo", type=Path, help="the face to edit")
-    parser.add_argument("--reference", type=Path, required=True, help="a face that has (or lacks) the attribute")
-    parser.add_argument("--attribute", default="Smiling", help="CelebA attribute to take from the reference "
+    parser.add_argument("photo", type=Path, nargs="?", help="the photo to edit, or a result.safetensors of `invert`")
+    parser.add_argument("--direction", action="append", default=[], help="a direction: an attribute of --list "
+                        "('Smiling', 'Young|Male'), or GANSpace:INDEX / SeFa:INDEX; repeat for a sequence")
+    parser.add_argument("--strength", action="append", type=float, default=[],
+                        help="each --direction's strength, in order (default 2 for those not given)")
+    parser.add_argument("--traverse", nargs=2, type=float, metavar=("FROM", "TO"), help="also draw the last "
+                        "direction from strength FROM to TO (after the others): strip.png and traverse.gif")
+    parser.add_argument("--frames", type=int, default=7, help="--traverse: images along the way")
+    parser.add_argument("--paste-back", action="store_true", help="put the edited faces back into the photo "
+                        "(edited_photo.png, full size; every other pixel unchanged)")
+    parser.add_argument("--all-faces", action="store_true", help="edit every face of the photo, each inverted "
+                        "on its own")
+    parser.add_argument("--list", action="store_true", help="print the attribute directions of --model and exit")
+    parser.add_argument("--method", default="pti", help="inversion: w, w+, psp, e4e, style_transformer, pti")
+    parser.add_argument("--preset", choices=["paper", "fast"], default="fast", help="PTI settings (see invert)")
+    parser.add_argument("--save-result", action="store_true", help="also write each face's result.safetensors "
+                        "(edit it again later without inverting)")
+    parser.add_argument("--photo-of-result", dest="source_photo", type=Path, metavar="PHOTO",
+                        help="a result's original photo, for --paste-back (its largest face is the result's)")
+    parser.add_argument("--reference", type=Path, help="reference-based editing: a face that has (or lacks) "
+                        "--attribute")
+    parser.add_argument("--attribute", default="Smiling", help="--reference: the CelebA attribute to take from it "
                         "(the editor's list is printed when another is asked for)")
+    parser.add_argument("--editor", help="--reference: reference editor, registry name or file (default: the one "
+                        "for --model)")
+    parser.add_argument("--encoder", help="the encoder --method or --reference uses: registry name or file "
+                        "(default: the one made for --model)")
     parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
-    parser.add_argument("--encoder", help="Style Transformer: registry name or file (default: the one for --model)")
-    parser.add_argument("--editor", default="face128-reference-edit", help="reference editor: registry name or file")
-    parser.add_argument("--aligned", action="store_true", help="photos are aligned crops already: only resize")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--aligned", action="store_true", help="the photo is an aligned crop already: only resize")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="output folder (required unless --list)")
     parser.set_defaults(run=run_edit)
 
 
-def run_edit(args: argparse.Namespace) -> int:
+def save_strip(images, path: Path) -> None:
+    """Images [N, 3, S, S] in [-1, 1] side by side as one PNG."""
     import numpy as np
     from PIL import Image
 
-    from core.checkpoints import CheckpointError
     from core.faces import to_uint8
-    from core.reference_edit import edit_by_reference, load_reference_editor
-    from core.registry import encoder_for, load_encoder, load_generator
+
+    Image.fromarray(np.concatenate(list(to_uint8(images).numpy()), 1)).save(path)
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    from core.checkpoints import CheckpointError
+    from core.faces import FaceTooSmall, ImageError, NoFaceFound
+    from core.pipeline import Playground
     from core.threads import use_threads
 
     use_threads(args.threads)
     try:
-        G = load_generator(args.model)
-        encoder = args.encoder or encoder_for("style_transformer", args.model)
-        model = load_encoder(encoder, generator=args.model, decoder=G)
-        editor = load_reference_editor(args.editor, encoder=encoder)
-        editor.index(args.attribute)
-        crops = [aligned_photo(photo, G.size, args.aligned) for photo in (args.photo, args.reference)]
+        playground = Playground.from_pretrained(args.model, args.device)
+        if args.list:
+            print("\n".join(d.name for d in playground.directions()))
+            return 0
+        if args.photo is None or args.out is None:
+            raise ValueError("edit needs a PHOTO (or a result) and --out (or --list)")
+        if args.reference is not None:
+            return edit_by_reference(args, playground)
+        if not args.direction:
+            raise ValueError("give at least one --direction (see --list), or --reference")
+        if len(args.strength) > len(args.direction):
+            raise ValueError(f"{len(args.strength)} --strength values for {len(args.direction)} --direction(s)")
+        strengths = args.strength + [2.0] * (len(args.direction) - len(args.strength))
+        edits = [(playground.direction(d), s) for d, s in zip(args.direction, strengths, strict=True)]
+        jobs = edit_jobs(args, playground)
+    except (PhotoError, NoFaceFound, FaceTooSmall, ImageError, CheckpointError, KeyError, FileNotFoundError,
+            ValueError) as err:
+        print(f"cannot edit: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"photo": str(args.photo), "model": args.model, "method": args.method,
+              "edits": [[d.name, s] for d, s in edits], "faces": []}
+    pasted_photo, pasted = args.source_photo or args.photo, None
+    for k, (crop, face, result) in enumerate(jobs):
+        folder = args.out / f"face{k}"
+        folder.mkdir(exist_ok=True)
+        result = result if result is not None else invert_face(args, playground, crop, k, len(jobs))
+        edited = playground.edit(result, edits)
+        save_strip(result.reconstruction.clamp(-1, 1)[:1], folder / "reconstruction.png")
+        save_strip(edited, folder / "edited.png")
+        if crop is not None:
+            crop.save(folder / "aligned.png")
+        if args.save_result:
+            result.save(folder / "result.safetensors")
+        entry = {"folder": str(folder), "inversion": {k: _finite(v[0]) for k, v in result.metrics.items()
+                                                      if isinstance(v, list)}}
+        if args.traverse:
+            write_traverse(playground, result, edits, args.traverse, args.frames, folder)
+        if args.paste_back and face is not None:
+            pasted = playground.paste_back(pasted.image if pasted else pasted_photo, face, edited)
+            entry["paste_back"] = pasted.measures
+        report["faces"].append(entry)
+        print(f"face {k}: {', '.join(f'{d.name} {s:+g}' for d, s in edits)} -> {folder}")
+    if pasted is not None:
+        pasted.image.save(args.out / "edited_photo.png")
+        print(f"edited photo -> {args.out / 'edited_photo.png'}")
+    (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def edit_jobs(args: argparse.Namespace, playground) -> list[tuple]:
+    """Per face to edit: (its aligned crop or None, where it sits in the photo (AlignedFace) or None, a saved result
+    or None: then the crop is inverted); raises what the CLI reports."""
+    from core.inversion import InversionResult
+
+    if args.photo.suffix == ".safetensors":
+        result = InversionResult.load(args.photo)
+        face = None
+        if args.paste_back:
+            if args.source_photo is None:
+                raise ValueError("--paste-back of a saved result needs its photo: --photo-of-result PHOTO")
+            face = playground.faces(args.source_photo)[0]
+        return [(None, face, result)]
+    if args.aligned:
+        return [(aligned_photo(args.photo, playground.size, aligned=True), None, None)]
+    found = playground.faces(args.photo, all_faces=args.all_faces)
+    for face in found:
+        if warning := face.size_warning():
+            print(f"{args.photo}: warning: {warning}", file=sys.stderr)
+    return [(face.image, face, None) for face in found]
+
+
+def invert_face(args: argparse.Namespace, playground, face, k: int, total: int):
+    from tqdm.auto import tqdm
+
+    settings = {"seed": args.seed} if args.method in ("w", "w+", "pti") else {}
+    settings |= {"preset": args.preset} if args.method == "pti" else {}
+    with tqdm(desc=f"face {k + 1}/{total} ({args.method})", unit="step", leave=False) as bar:
+
+        def progress(step: int, steps: int, values: dict) -> None:
+            bar.total = steps
+            bar.update(step - bar.n)
+
+        return playground.invert(face, args.method, encoder=args.encoder, progress=progress, **settings)
+
+
+def write_traverse(playground, result, edits: list, span: list[float], frames: int, folder: Path) -> None:
+    """strip.png and traverse.gif: the last edit's direction from span[0] to span[1], after the other edits."""
+    import numpy as np
+    from PIL import Image
+
+    from core.faces import to_uint8
+
+    strengths = np.linspace(span[0], span[1], max(frames, 2)).tolist()
+    images = playground.traverse(result, edits[-1][0], strengths, before=edits[:-1])
+    save_strip(images, folder / "strip.png")
+    pictures = [Image.fromarray(p) for p in to_uint8(images).numpy()]
+    loop = pictures + pictures[-2:0:-1]  # there and back
+    loop[0].save(folder / "traverse.gif", save_all=True, append_images=loop[1:], duration=120, loop=0)
+
+
+def edit_by_reference(args: argparse.Namespace, playground) -> int:
+    """`edit --reference`: give the photo the reference's attribute (Style Transformer codes, the edit transformer)."""
+    import torch
+
+    from core.checkpoints import CheckpointError
+
+    try:
+        playground.reference_editor(args.editor).index(args.attribute)
+        crops = [aligned_photo(photo, playground.size, args.aligned) for photo in (args.photo, args.reference)]
     except (PhotoError, CheckpointError, KeyError, FileNotFoundError, ValueError) as err:
         print(f"cannot edit: {err}", file=sys.stderr)
         return 2
-    result = edit_by_reference(model, editor, *crops, args.attribute)
+    result = playground.reference_edit(*crops, args.attribute, editor=args.editor, encoder=args.encoder)
     args.out.mkdir(parents=True, exist_ok=True)
-    pictures = {name: to_uint8(image)[0].numpy() for name, image in result.images.items()}
-    for name, picture in pictures.items():
-        Image.fromarray(picture).save(args.out / f"{name}.png")
-    Image.fromarray(np.concatenate(list(pictures.values()), 1)).save(args.out / "strip.png")
+    images = result.images
+    for name, image in images.items():
+        save_strip(image, args.out / f"{name}.png")
+    save_strip(torch.cat(list(images.values())), args.out / "strip.png")
     report = {"photo": str(args.photo), "reference": str(args.reference), "attribute": args.attribute,
-              "encoder": str(encoder), "editor": args.editor, "measures": result.measures}
+              "encoder": str(args.encoder or "default"), "editor": str(args.editor or "default"),
+              "measures": result.measures}
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     m = result.measures
     print(f"{args.attribute}: {m['source_probability']:.2f} (photo) -> {m['edited_probability']:.2f} (edited), "

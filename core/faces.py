@@ -323,7 +323,7 @@ def align_from_landmarks(image: ImageSource, landmarks: np.ndarray, *, size: int
 
 def _aligned(image: Image.Image, landmarks: np.ndarray, size: int, box: Box | None) -> AlignedFace:
     quad = ffhq_quad(landmarks)
-    return AlignedFace(_warp_quad(image, quad, size), landmarks, quad, box)
+    return AlignedFace(warp_quad(image, quad, size), landmarks, quad, box)
 
 
 def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
@@ -344,7 +344,7 @@ def _bounds(quad: np.ndarray) -> tuple[int, int, int, int]:
             int(np.ceil(quad[:, 0].max())), int(np.ceil(quad[:, 1].max())))
 
 
-def _warp_quad(image: Image.Image, quad: np.ndarray, size: int) -> Image.Image:
+def warp_quad(image: Image.Image, quad: np.ndarray, size: int) -> Image.Image:
     """FFHQ's steps: shrink a large face first, crop to the quad plus a border, fill what lies outside the photo
     by reflection blurred and faded to the median colour, then sample the quad 4x supersampled and downsize."""
     quad = quad.copy()
