@@ -92,13 +92,14 @@ def seam_ratio(result: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float
 
 
 def paste_back(photo: ImageSource, face: AlignedFace, crop: ImageSource | torch.Tensor, *,
-               feather: float = FEATHER, match_colour: bool = True) -> PasteBack:
+               feather: float = FEATHER, match_colour: bool = True, measure: bool = True) -> PasteBack:
     """`crop` (an image the size of the aligned crop or any square size, e.g. an edited face; [3, S, S] or
     [1, 3, S, S] in [-1, 1] as a tensor) put back where `face` (from `align_face(photo)`) was found in `photo`.
 
     measures: `outside_changed` (photo pixels outside the mask that differ: 0), `seam` (`seam_ratio`),
     `identity` (FaceNet cosine of the pasted face, re-aligned from the result, to the crop), `upsampling` (photo
-    pixels per crop pixel: above ~2 the face is softer than the photo around it).
+    pixels per crop pixel: above ~2 the face is softer than the photo around it); `measure=False` skips them (a
+    video's frames are measured together, `core.video`).
     """
     photo = load_image(photo)
     pixels = np.asarray(photo, dtype=np.uint8)
@@ -118,6 +119,8 @@ def paste_back(photo: ImageSource, face: AlignedFace, crop: ImageSource | torch.
         blended = original + weight * (face_pixels - original)
         result[ys, xs] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     image = Image.fromarray(result)
+    if not measure:
+        return PasteBack(image, mask, {})
     outside = mask == 0
     measures = {"outside_changed": float((result[outside] != pixels[outside]).any(-1).mean()) if outside.any() else 0.0,
                 "seam": seam_ratio(result, pixels, mask) if len(xs) else float("nan"),

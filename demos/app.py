@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from core import registry  # noqa: E402
 from core.checkpoints import CheckpointError  # noqa: E402
+from core.pipeline import Playground  # noqa: E402
 from core.threads import use_threads  # noqa: E402
 from demos.common import SHARED_FACES, AppContext, Page, example_photos  # noqa: E402
 from demos.state import ResultCache, session_state  # noqa: E402
@@ -52,7 +53,7 @@ def load_context(model: str, device: str, max_results: int) -> AppContext:
     """Load the generator (a clear message and exit when it cannot be found) and everything the tabs share."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     try:
-        generator = registry.load_generator(model, device=device)
+        playground = Playground.from_pretrained(model, device)
     except (FileNotFoundError, CheckpointError, ValueError) as error:
         entry = registry.REGISTRY.get(model)
         if entry is not None and entry.embedded and not (REPO_ROOT / entry.path).is_file():
@@ -61,9 +62,8 @@ def load_context(model: str, device: str, max_results: int) -> AppContext:
                      "Start the app on another generator: python demos/app.py --model NAME_OR_PATH, with a generator "
                      f"file (.safetensors, rosinality .pt, NVIDIA .pkl) or a registry name: {others}.")
         sys.exit(f"Cannot load the model {model!r}: {error}")
-    generator.requires_grad_(False)
-    return AppContext(generator=generator, model_name=model if model in registry.REGISTRY else Path(model).name,
-                      device=device, results=ResultCache(max_results), examples=example_photos(generator),
+    playground.generator.requires_grad_(False)
+    return AppContext(playground, results=ResultCache(max_results), examples=example_photos(playground.generator),
                       heavy_limit=1 if device.type == "cpu" else 2)
 
 

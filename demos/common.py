@@ -21,9 +21,9 @@ from core.checkpoints import CheckpointError
 from core.inversion import ENCODER_METHODS
 from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
-from core.reference_edit import ReferenceEditor, load_reference_editor
-from core.registry import encoder_for, load_encoder, made_for
-from core.style import Style, load_style
+from core.pipeline import Playground
+from core.reference_edit import ReferenceEditor
+from core.style import Style
 from demos.state import Cancelled, ResultCache, Session
 
 log = logging.getLogger("demos.app")
@@ -48,52 +48,51 @@ except ImportError:
 
 @dataclass
 class AppContext:
-    """The model every tab works with, where it runs, and the bounded store of per-session results."""
+    """The pipeline every tab works with (`core.pipeline.Playground`: the model and what is made for it), and the
+    bounded store of per-session results."""
 
-    generator: Generator
-    model_name: str
-    device: torch.device
+    playground: Playground
     results: ResultCache
     examples: list[str]
     heavy_limit: int = 1  # how many heavy jobs may run at once
     running: dict[str, Session] = field(default_factory=dict)  # browser session hash -> its session, while a job runs
-    encoders: dict[str, EncoderModel] = field(default_factory=dict)  # 'psp' / 'e4e' -> loaded on first use
-    editor: ReferenceEditor | None = None  # the reference editor, loaded on first use
-    styles: dict[str, Style] = field(default_factory=dict)  # DualStyleGAN styles, loaded on first use
+
+    @property
+    def generator(self) -> Generator:
+        return self.playground.generator
+
+    @property
+    def model_name(self) -> str:
+        return self.playground.model_name
+
+    @property
+    def device(self) -> torch.device:
+        return self.playground.device
 
     def encoder(self, method: str) -> EncoderModel:
         """The `method` encoder ('psp', 'e4e') made for this app's generator, loaded once."""
-        if method not in self.encoders:
-            try:
-                name = encoder_for(method, self.model_name)
-            except KeyError:
-                hint = ": use W, W+ or PTI." if method in ENCODER_METHODS else "."
-                raise user_message(f"No {method} encoder is available for the model {self.model_name!r}{hint}",
-                                   "No encoder") from None
-            self.encoders[method] = load_encoder(name, self.device, generator=self.model_name,
-                                                 decoder=self.generator)
-        return self.encoders[method]
+        try:
+            return self.playground.encoder(method)
+        except KeyError:
+            hint = ": use W, W+ or PTI." if method in ENCODER_METHODS else "."
+            raise user_message(f"No {method} encoder is available for the model {self.model_name!r}{hint}",
+                               "No encoder") from None
 
     def reference_editor(self) -> ReferenceEditor:
         """The Style Transformer's reference editor made for this app's generator, loaded once."""
-        if self.editor is None:
-            try:
-                encoder = encoder_for("style_transformer", self.model_name)
-                self.editor = load_reference_editor(made_for("reference_edit", self.model_name), encoder=encoder)
-            except (KeyError, FileNotFoundError, CheckpointError):
-                raise user_message(f"No reference editor is available for the model {self.model_name!r}.",
-                                   "No reference editor") from None
-        return self.editor
+        try:
+            return self.playground.reference_editor()
+        except (KeyError, FileNotFoundError, CheckpointError):
+            raise user_message(f"No reference editor is available for the model {self.model_name!r}.",
+                               "No reference editor") from None
 
     def style(self, name: str) -> Style:
         """A shipped DualStyleGAN style over this app's generator, loaded once."""
-        if name not in self.styles:
-            try:
-                self.styles[name] = load_style(name, generator=self.model_name, decoder=self.generator)
-            except (KeyError, FileNotFoundError, CheckpointError, ValueError):
-                raise user_message(f"The style {name!r} is not available for the model {self.model_name!r}.",
-                                   "No style") from None
-        return self.styles[name]
+        try:
+            return self.playground.style(name)
+        except (KeyError, FileNotFoundError, CheckpointError, ValueError):
+            raise user_message(f"The style {name!r} is not available for the model {self.model_name!r}.",
+                               "No style") from None
 
     @contextmanager
     def job(self, session: Session, request: gr.Request) -> Iterator[None]:

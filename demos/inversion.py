@@ -81,11 +81,16 @@ def _aligned(photo: str, modified: float, size: int) -> faces.AlignedFace:
     return faces.align_face(photo, size=size)
 
 
+def aligned_face(ctx: AppContext, photo: str) -> faces.AlignedFace:
+    """The photo's largest face FFHQ-aligned at the generator's size, and where it was (aligned once per upload)."""
+    return _aligned(photo, Path(photo).stat().st_mtime, ctx.generator.size)
+
+
 def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
     """The FFHQ-aligned crop of the photo's largest face, at the generator's size (aligned once per upload)."""
     if not photo:
         raise user_message("Upload a photo or pick an example first.", "No photo")
-    face = _aligned(photo, Path(photo).stat().st_mtime, ctx.generator.size)
+    face = aligned_face(ctx, photo)
     try:
         warning = face.size_warning()
     except faces.FaceTooSmall as error:

@@ -71,6 +71,7 @@ class Session:
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     method: str | None = None  # the method of the result in the cache
+    photo: str | None = None  # the uploaded photo that result's face was aligned from (to paste edits back into)
     edits: list[Edit] = field(default_factory=list)
     stop_requested: bool = False  # set by the Stop button, read by the running job's progress callback
 

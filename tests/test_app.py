@@ -211,6 +211,13 @@ def test_edit_sequence_and_export(inverted):
     stacked = pixels(client.predict("SeFa", 2, *zero, api_name="/edit")[0])
     assert np.abs(stacked - edited).mean() > 0.5, "a second edit on top of the sequence changed nothing"
 
+    photo, note, download = client.predict("GANSpace", 0, *zero, api_name="/paste_back")  # the edit, in the photo
+    original_photo = np.asarray(Image.open(face_photo()).convert("RGB"), dtype=np.float32)
+    assert pixels(photo).shape == original_photo.shape and "seam" in note
+    changed = np.abs(pixels(photo) - original_photo).sum(-1) > 0
+    assert 0.05 < changed.mean() < 0.6  # the face changed, the rest of the photo did not (PNG: bit for bit)
+    np.testing.assert_array_equal(pixels(download["value"]), pixels(photo))
+
     video, files = client.predict("GANSpace", "pc0", 2, 4, 0, *zero, api_name="/animate")
     gif = Image.open(next(f for f in files if f.endswith(".gif")))
     assert gif.n_frames == 2 * 4 - 2 and gif.size == (256, 256)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 from PIL import Image
 
@@ -19,6 +21,7 @@ from demos.directions import (
     render,
     traversal,
 )
+from demos.inversion import aligned_face
 from demos.state import Edit, Session
 
 TITLE = "Edit"
@@ -79,6 +82,11 @@ def build(ctx: AppContext, page: Page) -> None:
                     for key, label in (("before", "Before (reconstruction)"), ("tuned", "Edited: tuned generator"),
                                        ("original", "Edited: original generator")))
             download = gr.DownloadButton("Download the edited PNG", visible=False, size="sm")
+            with gr.Accordion("In your photo: the edited face put back, full size", open=False):
+                paste = gr.Button("Put the edit back into the photo", size="sm")
+                pasted = gr.Image(label="Your photo, edited", format="png", interactive=False, elem_id="edit-pasted")
+                paste_note = gr.Markdown()
+                paste_download = gr.DownloadButton("Download the edited photo", visible=False, size="sm")
             with gr.Accordion("Animate one direction (GIF and MP4)", open=False):
                 with gr.Row():
                     direction = gr.Dropdown([], label="Direction", allow_custom_value=True)  # filled on first visit
@@ -97,6 +105,24 @@ def build(ctx: AppContext, page: Page) -> None:
         state.folder.mkdir(parents=True, exist_ok=True)
         tuned.save(png := state.folder / "edited.png")
         return tuned, original, gr.DownloadButton(value=png, visible=True)
+
+    @user_errors
+    def paste_back(state: Session, family_name: str, *values: float) -> tuple:
+        """The edited face (tuned generator) back in the uploaded photo: every other pixel unchanged."""
+        result = current(state)
+        if not state.photo or not Path(state.photo).is_file():
+            raise user_message("The photo of this inversion is no longer here: invert it again.", "No photo")
+        ws = edited_latents(result, edits(state, family_name, values), ctx.generator.n_latent)
+        edited = result.render(ctx.generator, ws).clamp(-1, 1)
+        face = aligned_face(ctx, state.photo)
+        back = ctx.playground.paste_back(state.photo, face, edited)
+        state.folder.mkdir(parents=True, exist_ok=True)
+        back.image.save(png := state.folder / "edited-photo.png")
+        m = back.measures
+        note = (f"Face {face.source_side:.0f} px wide in the photo, drawn at {edited.shape[-1]} px "
+                f"({m['upsampling']:.1f}x upsampled{': softer than the photo around it' if m['upsampling'] > 2 else ''}"
+                f"); seam {m['seam']:.2f} (1: no edge added); FaceNet identity of the pasted face {m['identity']:.2f}.")
+        return back.image, note, gr.DownloadButton(value=png, visible=True)
 
     def preview_if_inverted(state: Session, family_name: str, *values: float) -> tuple:
         """The preview after opening the tab or changing family: no pop-up when there is nothing to edit yet."""
@@ -145,5 +171,6 @@ def build(ctx: AppContext, page: Page) -> None:
     add.click(add_to_sequence, edit_inputs, [sequence, *sliders], api_name="add_to_sequence")
     clear.click(clear_sequence, session, sequence, api_name="clear_sequence"
                 ).then(preview_if_inverted, edit_inputs, edit_outputs, api_name=False)
+    paste.click(paste_back, edit_inputs, [pasted, paste_note, paste_download], api_name="paste_back", **ctx.heavy)
     animate.click(animate_direction, [session, family, direction, span, frames, *sliders], [video, files],
                   api_name="animate", **ctx.heavy)

@@ -64,7 +64,7 @@ def build(ctx: AppContext, page: Page) -> None:
         with ctx.job(state, request):
             result = run_method(ctx, state, aligned, label, steps, tuning, progress, settings, locality=local)
         ctx.results.put(state.id, result.result)
-        state.method, state.edits = label, []
+        state.method, state.edits, state.photo = label, [], path
         return aligned, aligned, result.reconstruction, result.table_column()
 
     wire_job(ctx, page, buttons, run, [photo, method, locality, latent_steps, tune_steps, preset],
