@@ -23,9 +23,9 @@ from core.pipeline import Playground  # noqa: E402
 from core.threads import use_threads  # noqa: E402
 from demos.common import SHARED_FACES, AppContext, Page, example_photos  # noqa: E402
 from demos.state import ResultCache, session_state  # noqa: E402
-from demos.tabs import compare, edit, explore, invert, reference, style  # noqa: E402
+from demos.tabs import compare, edit, explore, invert, reference, style, video  # noqa: E402
 
-TABS = (invert, edit, reference, style, compare, explore)
+TABS = (invert, edit, reference, style, video, compare, explore)
 CSS = """
 .gradio-container {width: 100% !important; max-width: 1280px !important; margin: 0 auto !important}
 .face img {width: 100% !important; height: 100% !important; object-fit: contain}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch
 from PIL import Image
 
 from core import faces, identity
@@ -98,6 +99,11 @@ def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
     if warning:
         gr.Warning(f"Small face: {warning}.", title="Small face")
     return face.image
+
+
+def in_photo(ctx: AppContext, photo: str, image: torch.Tensor) -> Image.Image:
+    """A face result [1, 3, S, S] put back into the uploaded photo it came from, full size (`core.paste`)."""
+    return ctx.playground.paste_back(photo, aligned_face(ctx, photo), image, measure=False).image
 
 
 def preset_locality(preset: str) -> bool:

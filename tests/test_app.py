@@ -115,13 +115,30 @@ def test_reference_edit_tab_gives_the_photo_the_reference_attribute(default_app)
     if len(photos) < 2:
         pytest.skip("needs face photos in ../shared/data/faces/celeba/eval (../shared beside the repo)")
     client = Client(default_app.url, verbose=False)
-    crop, reference, gallery, table = client.predict(handle_file(photos[0]), handle_file(photos[1]), "Smiling",
-                                                     api_name="/reference_edit")
+    crop, reference, gallery, table, pasted = client.predict(handle_file(photos[0]), handle_file(photos[1]),
+                                                             "Smiling", api_name="/reference_edit")
+    assert pixels(pasted).shape == pixels(photos[0]).shape  # the edited face back in the photo, full size
     assert len(gallery) == 3 and [cell["caption"] for cell in gallery][2] == "edited: Smiling"
     rows = dict(table["data"])
     assert set(rows) >= {"Smiling: photo", "Smiling: reference", "Smiling: edited"}
     for cell in gallery:
         assert_image(cell["image"], 128)
+
+
+def test_video_tab_edits_a_short_clip_and_refuses_a_long_one(default_app, tmp_path):
+    from core.video import read_video, write_video
+
+    clip = read_video(shared("data/videos/talking_head_720p.mp4"))
+    short = write_video(tmp_path / "short.mp4", [f[::2, ::2] for f in clip.frames[:3]], clip.fps,
+                        audio_from=clip.path)
+    long = write_video(tmp_path / "long.mp4", [clip.frames[0][::8, ::8]] * 125, clip.fps)  # 5 s
+    client = Client(default_app.url, verbose=False)
+    video, table = client.predict(handle_file(short), "Smiling", 3, 10, api_name="/edit_video")
+    rows = dict(table["data"])
+    assert rows["frames edited"] == "3 of 3" and float(rows["flicker (1: changes as much as the input)"]) > 0
+    assert Path(video["video"] if isinstance(video, dict) else video).stat().st_size > 1000
+    with pytest.raises(AppError, match="the app edits clips of up to"):
+        client.predict(handle_file(long), "Smiling", 3, 10, api_name="/edit_video")
 
 
 def test_style_tab_on_a_model_without_styles_says_so(app, client):
@@ -141,8 +158,10 @@ def test_style_tab_restyles_a_photo_in_each_shipped_style_and_with_an_own_exempl
     client = Client(default_app.url, verbose=False)
     args = (handle_file(photo),)
     for name in ("fantasy", "illustration", "impasto", "sketch"):
-        crop, reconstruction, result, table = client.predict(*args, name, "the style's exemplar (index)", 3, 0, None,
-                                                             0.6, 1.0, False, False, False, "", api_name="/stylize")
+        crop, reconstruction, result, table, pasted = client.predict(
+            *args, name, "the style's exemplar (index)", 3, 0, None, 0.6, 1.0, False, False, False, "",
+            api_name="/stylize")
+        assert pixels(pasted).shape == pixels(photo).shape
         assert np.abs(assert_image(result, 128) - assert_image(reconstruction, 128)).mean() > 5, name
         assert dict(table["data"])["exemplar"] == f"{name} #3"
     unstyled = client.predict(*args, "fantasy", "the style's exemplar (index)", 3, 0, None, 0.0, 0.0, False, False,

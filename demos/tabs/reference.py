@@ -8,7 +8,7 @@ from PIL import Image
 from core.faces import tensor_to_pil
 from core.reference_edit import edit_by_reference
 from demos.common import PROGRESS, AppContext, Page, gpu, user_errors
-from demos.inversion import aligned_crop, job_buttons, photo_picker, wire_job
+from demos.inversion import aligned_crop, in_photo, job_buttons, photo_picker, wire_job
 from demos.state import Session
 
 TITLE = "Reference edit"
@@ -40,11 +40,13 @@ def build(ctx: AppContext, page: Page) -> None:
                              height=300, object_fit="contain", elem_id="reference-gallery", scale=3)
         table = gr.Dataframe(headers=MEASURE_HEADERS, label="What the edit did", interactive=False,
                              elem_id="reference-table", scale=2)
+    pasted = gr.Image(label="The edited face in your photo", format="png", interactive=False,
+                      elem_id="reference-pasted")
 
     @gpu
     @user_errors
     def edit(state: Session, path: str | None, reference_path: str | None, name: str, request: gr.Request,
-             progress: gr.Progress = PROGRESS) -> tuple[Image.Image, Image.Image, list, list[list[str]]]:
+             progress: gr.Progress = PROGRESS) -> tuple[Image.Image, Image.Image, list, list[list[str]], Image.Image]:
         source, other = aligned_crop(ctx, path), aligned_crop(ctx, reference_path)
         editor = ctx.reference_editor()
         with ctx.job(state, request):
@@ -59,7 +61,7 @@ def build(ctx: AppContext, page: Page) -> None:
                 ["other attributes moved (mean |logit change|)", f"{m['others_logit_change']:.2f}"],
                 ["identity kept (FaceNet, edited vs photo encoded)",
                  f"{'yes' if m['same_person'] else 'no'} ({m['identity']:.2f})"]]
-        return source, other, cells, rows
+        return source, other, cells, rows, in_photo(ctx, path, result.images["edited"])
 
-    wire_job(ctx, page, buttons, edit, [photo, reference, attribute], [crop, reference_crop, gallery, table],
+    wire_job(ctx, page, buttons, edit, [photo, reference, attribute], [crop, reference_crop, gallery, table, pasted],
              "reference_edit", progress_on=gallery)

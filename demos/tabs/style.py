@@ -17,7 +17,7 @@ from core.style import (
     stylize,
 )
 from demos.common import PROGRESS, AppContext, Page, gpu, user_errors, user_message
-from demos.inversion import aligned_crop, job_buttons, photo_picker, photo_upload, wire_job
+from demos.inversion import aligned_crop, in_photo, job_buttons, photo_picker, photo_upload, wire_job
 from demos.state import Session
 
 TITLE = "Style"
@@ -81,6 +81,7 @@ def build(ctx: AppContext, page: Page) -> None:
             result = gr.Image(label="Result", format="png", height=280, interactive=False, elem_classes="face",
                               elem_id="style-result")
             table = gr.Dataframe(headers=MEASURE_HEADERS, label="Measures", interactive=False, elem_id="style-table")
+    pasted = gr.Image(label="The restyled face in your photo", format="png", interactive=False, elem_id="style-pasted")
 
     def load(name: str | None) -> Style:
         if not name:
@@ -136,7 +137,9 @@ def build(ctx: AppContext, page: Page) -> None:
                 ["identity kept by the style (FaceNet, result vs reconstruction)",
                  f"{'yes' if m['same_person'] else 'no'} ({m['identity']:.2f})"],
                 ["exemplar", kind if kind != SOURCES[0] else f"{style.name} #{exemplar}"]]
-        return face, tensor_to_pil(out.images["reconstruction"]), tensor_to_pil(out.images["stylized"]), rows
+        stylized = out.images["stylized"]
+        return (face, tensor_to_pil(out.images["reconstruction"]), tensor_to_pil(stylized), rows,
+                in_photo(ctx, path, stylized))
 
     page.tab.select(exemplars, style_name, gallery, api_name=False)
     style_name.change(exemplars, style_name, gallery, api_name=False)
@@ -145,4 +148,4 @@ def build(ctx: AppContext, page: Page) -> None:
     gallery.select(pick, None, [index, source], api_name=False)
     wire_job(ctx, page, buttons, run, [photo, style_name, source, index, seed, own, structure, color, structure_only,
                                        preserve_color, per_layer, layer_text],
-             [crop, reconstruction, result, table], "stylize", progress_on=result)
+             [crop, reconstruction, result, table, pasted], "stylize", progress_on=result)
