@@ -210,8 +210,9 @@ def add_edit_command(subparsers: argparse._SubParsersAction) -> None:
         description="Align the photo's largest face (every face with --all-faces), invert it (--method), move its "
         "code along each --direction by its --strength (several make a sequence), and write <out>/face<k>/ "
         "aligned.png, reconstruction.png, edited.png (and strip.png, traverse.gif with --traverse), "
-        "<out>/edited_photo.png with --paste-back, and <out>/metrics.json. The input may be a saved result "
-        "(result.safetensors of `invert`); its photo is then --photo. With --reference: reference-based editing "
+        "<out>/edited_photo.png and before_after.png with --paste-back, and <out>/metrics.json. The input may be "
+        "a saved result (result.safetensors of `invert`); its photo is then --photo-of-result. With --reference: "
+        "reference-based editing "
         "(Style Transformer), writing <out>/ source.png, reference.png, edited.png, strip.png, metrics.json.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("photo", type=Path, nargs="?", help="the photo to edit, or a result.safetensors of `invert`")
@@ -313,9 +314,24 @@ def run_edit(args: argparse.Namespace) -> int:
         print(f"face {k}: {', '.join(f'{d.name} {s:+g}' for d, s in edits)} -> {folder}")
     if pasted is not None:
         pasted.image.save(args.out / "edited_photo.png")
-        print(f"edited photo -> {args.out / 'edited_photo.png'}")
+        save_before_after(pasted_photo, pasted.image, args.out / "before_after.png")
+        print(f"edited photo -> {args.out / 'edited_photo.png'} (beside the photo: before_after.png)")
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     return 0
+
+
+def save_before_after(photo: Path, edited, path: Path, width: int = 1600) -> None:
+    """The photo and its edited version side by side, at most `width` pixels wide."""
+    from PIL import Image
+
+    from core.faces import load_image
+
+    before = load_image(photo)
+    pair = Image.new("RGB", (2 * before.width + 8, before.height), (255, 255, 255))
+    pair.paste(before, (0, 0))
+    pair.paste(edited, (before.width + 8, 0))
+    pair.thumbnail((width, width))
+    pair.save(path)
 
 
 def edit_jobs(args: argparse.Namespace, playground) -> list[tuple]:

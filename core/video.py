@@ -151,6 +151,7 @@ class VideoEdit:
     reconstructions: torch.Tensor
     edited: torch.Tensor
     measures: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)  # per pair of consecutive frames (`video_measures`)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -204,12 +205,14 @@ def edit_video(playground: Playground, clip: Clip, edits: Sequence[Edit], *, smo
         report("paste", n + 1, len(with_face))
     timings["edit_and_paste"] = time.perf_counter() - started
     out = VideoEdit(frames, with_face, crops.cpu(), result.reconstruction, edited, timings=timings)
-    out.measures = video_measures(clip, out, faces)
+    out.measures, out.curves = video_measures(clip, out, faces)
     return out
 
 
-def video_measures(clip: Clip, edit: VideoEdit, faces: Sequence[AlignedFace]) -> dict[str, float]:
-    """Temporal consistency and identity of an edited clip.
+def video_measures(clip: Clip, edit: VideoEdit, faces: Sequence[AlignedFace]
+                   ) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Temporal consistency and identity of an edited clip; and per pair of consecutive frames with a face, the
+    input's and the edited clip's change and the motion error (curves over time).
 
     flicker: the mean absolute frame-to-frame change inside the face masks (0..255), of the edited clip over the
     input clip's own (1: as much as the input; a per-frame edit that jitters is above it, a frozen face below);
@@ -229,10 +232,11 @@ def video_measures(clip: Clip, edit: VideoEdit, faces: Sequence[AlignedFace]) ->
             changes[name].append(np.abs(step).mean(-1)[mask].mean())
         changes["motion_error"].append(np.abs(steps["edited"] - steps["input"]).mean(-1)[mask].mean())
     similarity = identity.similarity(identity.embed(edit.edited), identity.embed(edit.crops)).numpy()
+    curves = {name: [float(v) for v in values] for name, values in changes.items()}
     return {"flicker": float(np.mean(changes["edited"]) / max(np.mean(changes["input"]), 1e-6)) if changes["input"]
             else float("nan"),
             "input_change": float(np.mean(changes["input"])) if changes["input"] else float("nan"),
             "edited_change": float(np.mean(changes["edited"])) if changes["edited"] else float("nan"),
             "motion_error": float(np.mean(changes["motion_error"])) if changes["edited"] else float("nan"),
             "identity_mean": float(similarity.mean()), "identity_min": float(similarity.min()),
-            "frames_with_face": len(edit.with_face) / len(clip.frames)}
+            "frames_with_face": len(edit.with_face) / len(clip.frames)}, curves

@@ -1,4 +1,5 @@
-"""Every notebook runs top to bottom on the CPU (CI executes them; a failing cell fails the test)."""
+"""Every notebook runs top to bottom on the CPU in its quick mode (`PLAYGROUND_QUICK=1`: the committed full run's
+cells at toy scale; CI executes them, and a failing cell fails the test)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path: Path, tmp_path: Path):
+def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PLAYGROUND_QUICK", "1")  # a notebook's quick mode: its full run's cells at toy scale
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=900, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()

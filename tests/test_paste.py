@@ -97,6 +97,7 @@ def test_cli_edits_every_face_of_a_group_photo_and_pastes_them_back(group, tmp_p
         assert np.abs(edited[:, side].astype(int) - original[:, side]).mean() > 1
     for entry in report["faces"]:
         assert entry["paste_back"]["outside_changed"] == 0
+    assert Image.open(out / "before_after.png").width > 2 * original.shape[1]
     assert Image.open(out / "face0" / "strip.png").size == (3 * 128, 128)
     assert Image.open(out / "face1" / "traverse.gif").n_frames == 4  # there and back
 
