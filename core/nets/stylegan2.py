@@ -30,6 +30,11 @@ NoiseMode = Literal["const", "random", "none"]
 FOLD_FILTERS: bool | None = None
 
 
+def as_wplus(ws: torch.Tensor, n_latent: int) -> torch.Tensor:
+    """W [N, D] -> W+ [N, n_latent, D] (a view); W+ passes through."""
+    return ws.unsqueeze(1).expand(-1, n_latent, -1) if ws.ndim == 2 else ws
+
+
 def filters_folded(x: torch.Tensor) -> bool:
     return x.is_cuda if FOLD_FILTERS is None else FOLD_FILTERS
 
