@@ -7,7 +7,7 @@ Keep TARGET a folder of its own: the machine stays warm between calls, and a tra
 files before the real trunk trains on a random-feature LPIPS (session 12's encoder data ablation did: the chunk
 scripts now put the carried trunk first).
 
-    python -m benchmarks.device_setup /tmp/site_random      # then PYTHONPATH=/tmp/site_random:...
+    python tools/gpu/device_setup.py /tmp/site_random      # then PYTHONPATH=/tmp/site_random:...
 """
 
 from __future__ import annotations

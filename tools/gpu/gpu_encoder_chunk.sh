@@ -2,7 +2,7 @@
 # One self-contained chunk of encoder training on a GPU machine that keeps nothing between calls: every ARCH trains
 # in its own process on the one GPU, at the same time.
 #
-#   bash benchmarks/gpu_encoder_chunk.sh MINUTES "RUN ..." [extra `python -m core.train encoder` options]
+#   bash tools/gpu/gpu_encoder_chunk.sh MINUTES "RUN ..." [extra `python -m core.train encoder` options]
 #
 # A RUN is an architecture (psp, e4e, style_transformer) or NAME:ARCH (e.g. psp_zplus:psp); a fresh run (nothing
 # to resume) also takes the options in $START_<NAME> (e.g. START_psp_zplus="--latent-space z+ --init DIR").

@@ -2,14 +2,14 @@
 # The #18 PTI speed measurements on a bare GPU machine, one device call (the tree slimmed, `.bench` and
 # `.carry/pti_curves` carried). Each command has its own time limit, so one that fails or runs long leaves the rest.
 #
-#   bash benchmarks/gpu_pti_speed.sh eager graph compile locality    # one call (~7 min on a fresh machine)
-#   bash benchmarks/gpu_pti_speed.sh batched processes quality      # another; batch64 alone (its memory)
+#   bash tools/gpu/gpu_pti_speed.sh eager graph compile locality    # one call (~7 min on a fresh machine)
+#   bash tools/gpu/gpu_pti_speed.sh batched processes quality      # another; batch64 alone (its memory)
 #
 # Writes $OUT/<part>.md (tables) and $OUT/quality/*.npz (scored on the CPU: `pti_speed_quality score`).
 set -u
 out=${OUT:-out}; mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
-python3 -m benchmarks.device_setup /tmp/site_random > /dev/null   # random LPIPS trunks: timing only
+python3 tools/gpu/device_setup.py /tmp/site_random > /dev/null   # random LPIPS trunks: timing only
 export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/inductor
 speed() { PYTHONPATH=/tmp/site_random:/tmp/site:$PWD timeout "$1" python3 -m benchmarks.pti_speed --device cuda \
   --arch ffhq1024 "${@:2}"; }

