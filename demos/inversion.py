@@ -4,7 +4,6 @@ measures table."""
 from __future__ import annotations
 
 import functools
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ import torch
 from PIL import Image
 
 from core import faces, identity
-from core.inversion import CHOICES, ENCODER_METHODS, PRESETS, InversionResult, invert, pivotal_tuning
+from core.inversion import CHOICES, ENCODER_METHODS, InversionResult, invert
+from core.inversion.pti import preset_settings
 from core.measures import score
 from demos.common import NO_FACE, AppContext, Page, gpu, progress_callback, user_errors, user_message
 from demos.state import Session
@@ -108,13 +108,12 @@ def in_photo(ctx: AppContext, photo: str, image: torch.Tensor) -> Image.Image:
 
 def preset_locality(preset: str) -> bool:
     """Whether a preset of `core.inversion.PRESETS` runs PTI's locality regulariser: where the checkbox starts."""
-    return bool(PRESETS[preset].get("locality", False))
+    return bool(preset_settings(preset)["locality"])
 
 
 def preset_steps(preset: str) -> tuple[int, int]:
     """PTI's (pivot steps, tuning steps) under a preset of `core.inversion.PRESETS`: what the sliders start at."""
-    defaults = {name: p.default for name, p in inspect.signature(pivotal_tuning).parameters.items()}
-    options = defaults | PRESETS[preset]
+    options = preset_settings(preset)
     return options["project_steps"], options["steps"]
 
 

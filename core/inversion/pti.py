@@ -9,6 +9,7 @@ result keeps only its weight delta.
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from collections.abc import Callable
 
@@ -50,6 +51,14 @@ PRESETS: dict[str, dict[str, object]] = {
     "fast": dict(project_steps=100, project_lr=0.03, lpips_net="alex", steps=100, lr=1e-3, locality=True,
                  autocast=torch.bfloat16, channels_last=True),
 }
+def preset_settings(preset: str) -> dict[str, object]:
+    """Every keyword of `pivotal_tuning` as the named preset of `PRESETS` runs it (its own values over the
+    function's defaults): what a front door shows as the starting values of its controls."""
+    defaults = {name: p.default for name, p in inspect.signature(pivotal_tuning).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return defaults | PRESETS[preset]
+
+
 # PTI's early stop compares LPIPS with 0.06 on the paper's 1024 px images; its tables score LPIPS at 256 px. Images
 # smaller than this are upsampled to it for the early stop only: at 128 px LPIPS reaches 0.06 after ~25 steps,
 # when the reconstruction is often another person (identity 0.41, 30 % "same person" on the 40 faces above).
