@@ -123,7 +123,7 @@ def run_invert(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from core.inversion import ENCODER_METHODS, invert
-    from core.registry import encoder_for, load_encoder, load_generator
+    from core.pipeline import Playground
     from core.threads import use_threads
 
     if args.cuda_graphs and (args.method != "pti" or not args.device.startswith("cuda")):
@@ -141,16 +141,16 @@ def run_invert(args: argparse.Namespace) -> int:
         print("no photos found in " + ", ".join(args.photos), file=sys.stderr)
         return 2
     try:
-        G = load_generator(args.model, args.device)
+        playground = Playground.from_pretrained(args.model, args.device)
     except (FileNotFoundError, ValueError) as err:
         print(f"cannot load the generator {args.model!r}: {err}", file=sys.stderr)
         return 2
+    G = playground.generator
     options: dict = {} if args.method in ENCODER_METHODS else {"seed": args.seed}
     encoder_method = args.method if args.method in ENCODER_METHODS else args.pivot
     if encoder_method in ENCODER_METHODS:
         try:
-            options["encoder"] = load_encoder(args.encoder or encoder_for(encoder_method, args.model), args.device,
-                                              generator=args.model, decoder=G)
+            options["encoder"] = playground.encoder(encoder_method, args.encoder)
         except (KeyError, FileNotFoundError, ValueError) as err:
             print(f"cannot load the {encoder_method} encoder: {err}", file=sys.stderr)
             return 2
@@ -544,8 +544,8 @@ def run_stylize(args: argparse.Namespace) -> int:
 
     from core.checkpoints import CheckpointError
     from core.faces import ImageError, pil_to_tensor, to_uint8
-    from core.registry import load_encoder, load_generator, made_for
-    from core.style import align_exemplar, encode_zplus, load_style, style_names, stylize
+    from core.pipeline import Playground
+    from core.style import align_exemplar, encode_zplus, style_names, stylize
     from core.threads import use_threads
 
     names = style_names(args.model)
@@ -560,10 +560,10 @@ def run_stylize(args: argparse.Namespace) -> int:
     try:
         if not (args.style or names):
             raise KeyError(f"no style is shipped for the model {args.model!r}; pass a style file with --style")
-        G = load_generator(args.model)
-        style = load_style(args.style or names[0], generator=args.model, decoder=G)
-        encoder = load_encoder(args.encoder or made_for("dualstylegan_encoder", args.model), generator=args.model,
-                               decoder=G)
+        playground = Playground.from_pretrained(args.model)
+        G = playground.generator
+        style = playground.style(args.style or names[0])
+        encoder = playground.encoder("dualstylegan_encoder", args.encoder)
         crop = aligned_photo(args.photo, G.size, args.aligned)
         if args.random_exemplar is not None:
             exemplar = style.sample_exemplars(1, seed=args.random_exemplar)
