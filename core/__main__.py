@@ -277,12 +277,7 @@ def run_edit(args: argparse.Namespace) -> int:
             raise ValueError("edit needs a PHOTO (or a result) and --out (or --list)")
         if args.reference is not None:
             return edit_by_reference(args, playground)
-        if not args.direction:
-            raise ValueError("give at least one --direction (see --list), or --reference")
-        if len(args.strength) > len(args.direction):
-            raise ValueError(f"{len(args.strength)} --strength values for {len(args.direction)} --direction(s)")
-        strengths = args.strength + [2.0] * (len(args.direction) - len(args.strength))
-        edits = [(playground.direction(d), s) for d, s in zip(args.direction, strengths, strict=True)]
+        edits = parse_edits(args, playground)
         jobs = edit_jobs(args, playground)
     except (PhotoError, NoFaceFound, FaceTooSmall, ImageError, CheckpointError, KeyError, FileNotFoundError,
             ValueError) as err:
@@ -318,6 +313,16 @@ def run_edit(args: argparse.Namespace) -> int:
         print(f"edited photo -> {args.out / 'edited_photo.png'} (beside the photo: before_after.png)")
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     return 0
+
+
+def parse_edits(args: argparse.Namespace, playground) -> list:
+    """The --direction / --strength pairs as (Direction, strength), in order (strength 2 where none is given)."""
+    if not args.direction:
+        raise ValueError("give at least one --direction (see `python -m core edit --list`)")
+    if len(args.strength) > len(args.direction):
+        raise ValueError(f"{len(args.strength)} --strength values for {len(args.direction)} --direction(s)")
+    strengths = args.strength + [2.0] * (len(args.direction) - len(args.strength))
+    return [(playground.direction(d), s) for d, s in zip(args.direction, strengths, strict=True)]
 
 
 def save_before_after(photo: Path, edited, path: Path, width: int = 1600) -> None:
@@ -456,14 +461,9 @@ def run_edit_video(args: argparse.Namespace) -> int:
 
     use_threads(args.threads)
     try:
-        if not args.direction:
-            raise ValueError("give at least one --direction (see `python -m core edit --list`)")
-        if len(args.strength) > len(args.direction):
-            raise ValueError(f"{len(args.strength)} --strength values for {len(args.direction)} --direction(s)")
         clip = read_video(args.video, max_frames=args.max_frames)
         playground = Playground.from_pretrained(args.model, args.device)
-        strengths = args.strength + [2.0] * (len(args.direction) - len(args.strength))
-        edits = [(playground.direction(d), s) for d, s in zip(args.direction, strengths, strict=True)]
+        edits = parse_edits(args, playground)
         playground.encoder("e4e")
     except (VideoError, CheckpointError, KeyError, FileNotFoundError, ValueError) as err:
         print(f"cannot edit the video: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
