@@ -16,7 +16,7 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-.PHONY: install app test lint spaces-smoke
+.PHONY: install app test lint spaces-smoke space
 install: $(STAMP)
 
 app: $(STAMP)
@@ -27,6 +27,11 @@ test: $(STAMP) $(CHROMIUM)
 
 lint: $(STAMP)
 	$(PY) -m ruff check core playground demos tests benchmarks
+
+# The Hugging Face Space snapshot (README.md, "Deploy as a Hugging Face Space"): make space DIR=../my-space
+space: $(STAMP)
+	@test -n "$(DIR)" || { echo "usage: make space DIR=FOLDER [ARGS=--replace]"; exit 2; }
+	$(PY) -m core space export "$(DIR)" $(ARGS)
 
 # The app installed and started exactly as Hugging Face Spaces does, one inversion through gradio_client (~10 min:
 # a fresh venv; not part of `make test`, which CI's 90 minutes already fill).

@@ -622,11 +622,22 @@ def add_delegated_command(name: str, module: str, summary: str) -> Callable[[arg
     return add
 
 
+# ----------------------------------------------------------------------------------------------------
+# space: the Hugging Face Space snapshot (core/space.py)
+
+
+def add_space_command(subparsers: argparse._SubParsersAction) -> None:
+    from core.space import add_space_command as add
+
+    add(subparsers)
+
+
 COMMANDS = [
     add_invert_command,
     add_edit_command,
     add_edit_video_command,
     add_stylize_command,
+    add_space_command,
     add_delegated_command("train", "core.train", "train models: stylegan2, encoder (pSp / e4e / Style "
                           "Transformer / Z+), reference-edit, dualstylegan, attributes, directions; export, "
                           "export-encoder, export-style, samples"),
