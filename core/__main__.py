@@ -354,11 +354,23 @@ def edit_jobs(args: argparse.Namespace, playground) -> list[tuple]:
         return [(None, face, result)]
     if args.aligned:
         return [(aligned_photo(args.photo, playground.size, aligned=True), None, None)]
-    found = playground.faces(args.photo, all_faces=args.all_faces)
-    for face in found:
-        if warning := face.size_warning():
-            print(f"{args.photo}: warning: {warning}", file=sys.stderr)
-    return [(face.image, face, None) for face in found]
+    from core.faces import FaceTooSmall
+
+    jobs = []
+    for k, face in enumerate(playground.faces(args.photo, all_faces=args.all_faces)):
+        try:
+            warning = face.size_warning()
+        except FaceTooSmall as err:
+            if not args.all_faces:
+                raise
+            print(f"{args.photo}: face {k} skipped: {err}", file=sys.stderr)  # the others of a group go on
+            continue
+        if warning:
+            print(f"{args.photo}: face {k}: warning: {warning}", file=sys.stderr)
+        jobs.append((face.image, face, None))
+    if not jobs:
+        raise FaceTooSmall(f"every face in {args.photo} is too small to edit")
+    return jobs
 
 
 def invert_face(args: argparse.Namespace, playground, face, k: int, total: int):
