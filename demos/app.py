@@ -1,13 +1,15 @@
 """The playground's browser demo: `python demos/app.py [--model NAME_OR_PATH] [--port 7860] [--share]`.
 
 One tab per method, each a module of `demos/tabs/` built over `core`. The same file is the Hugging Face Spaces
-entry (`app_file: demos/app.py`): it finds `core` from its own location and uses the GPU when there is one.
+entry (`app_file: demos/app.py`): it finds `core` from its own location and uses the GPU when there is one; a Space
+picks its model with the variable PLAYGROUND_MODEL (its settings' "Variables"), which --model overrides.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -69,8 +71,9 @@ def load_context(model: str, device: str, max_results: int) -> AppContext:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="default",
-                        help="registry name or generator checkpoint file (default: the embedded 128 px face model)")
+    parser.add_argument("--model", default=os.environ.get("PLAYGROUND_MODEL") or "default",
+                        help="registry name or generator checkpoint file (default: $PLAYGROUND_MODEL, else "
+                        "'default', the embedded 128 px face model)")
     parser.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME or "
                                                      "127.0.0.1; 0.0.0.0 to serve the local network)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")

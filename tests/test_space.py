@@ -142,3 +142,18 @@ def test_app_started_from_the_snapshot_serves_every_tab_on_the_embedded_model(sn
             _, _, reconstruction, measures = client.predict(handle_file(photo), "e4e", False, 10, 10, "fast",
                                                             api_name="/invert")
             assert dict(measures["data"])["method"] == "e4e" and Image.open(reconstruction).size == (128, 128)
+
+
+def test_playground_model_variable_is_the_apps_default_model_and_the_flag_wins(monkeypatch, capsys):
+    from demos.app import parse_args
+
+    monkeypatch.delenv("PLAYGROUND_MODEL", raising=False)
+    assert parse_args([]).model == "default"
+    monkeypatch.setenv("PLAYGROUND_MODEL", "ffhq-1024-nvidia")
+    assert parse_args([]).model == "ffhq-1024-nvidia"
+    assert parse_args(["--model", "face128"]).model == "face128"
+    monkeypatch.setenv("PLAYGROUND_MODEL", "")  # set but empty, as a Space variable left blank
+    assert parse_args([]).model == "default"
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    assert "$PLAYGROUND_MODEL" in capsys.readouterr().out
