@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -77,7 +78,7 @@ def test_snapshot_holds_the_app_core_weights_and_readme_and_nothing_else(snapsho
     assert not (snapshot / ".git").exists()
 
 
-def test_every_large_or_binary_file_is_stored_with_lfs(snapshot):
+def test_every_large_or_binary_file_is_stored_with_lfs(snapshot, tmp_path):
     patterns = lfs_patterns(snapshot)
     large = [f for f in files_of(snapshot) if (snapshot / f).stat().st_size > HUB_LIMIT]
     assert len(large) >= 11, large  # G_ema, pSp, e4e, Style Transformer, Z+ encoder, stage II, editor, 4 styles
@@ -85,6 +86,14 @@ def test_every_large_or_binary_file_is_stored_with_lfs(snapshot):
     outside = [f for f in large + binary if not tracked_by_lfs(f, patterns)]
     assert not outside, f"the Hub would refuse these outside LFS: {outside}"
     assert not any(tracked_by_lfs(f, patterns) for f in ("demos/app.py", "README.md", "core/registry.json"))
+    # git's own reading of .gitattributes (no git-lfs needed; an empty repo beside the snapshot) agrees
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    env = {**os.environ, "GIT_DIR": str(tmp_path / "repo" / ".git"), "GIT_WORK_TREE": str(snapshot)}
+    attributes = subprocess.run(["git", "-c", f"core.attributesFile={os.devnull}", "check-attr", "--stdin", "filter"],
+                                cwd=snapshot, input="\n".join(sorted(files_of(snapshot))), capture_output=True,
+                                text=True, check=True, env=env)
+    in_lfs = {line.split(": ")[0] for line in attributes.stdout.splitlines() if line.endswith(": filter: lfs")}
+    assert in_lfs == {f for f in files_of(snapshot) if tracked_by_lfs(f, patterns)} >= set(large + binary)
 
 
 def test_readme_front_matter_configures_a_gradio_space(snapshot):
