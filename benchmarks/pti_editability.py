@@ -5,8 +5,8 @@
         --plot benchmarks/pti_editability.png
 
 Every face gets one W pivot (the projector: `--project-steps`, AlexNet LPIPS, lr 0.03, what the fast preset
-projects) and every tuning setting of `SETTINGS` starts from that same pivot, so a row differs from the `w` row only
-by its tuning. Per face and setting:
+projects) and one e4e pivot (the embedded e4e's W+ code); every tuning setting of `SETTINGS` starts from one of them,
+shared, so a row differs from its pivot's untuned row (`w`, `e4e`) only by its tuning. Per face and setting:
 - reconstruction: PSNR, LPIPS, FaceNet identity and same person against the photo, CPU seconds (pivot + tuning);
 - edit strength: the attribute classifier's logit change towards the edit, pivot moved +-`strength` along each
   direction of `EDITS` and drawn by the setting's generator, mean of + and -; `ratio` divides by the `w` row's
@@ -35,8 +35,9 @@ from core.attributes import load_attribute_classifier
 from core.editing import apply, ganspace, load_directions
 from core.faces import from_uint8
 from core.inversion import fit_latents, pivotal_tuning
+from core.inversion.pti import encoder_pivot, make_pivot
 from core.measures import lpips_distance, score_each
-from core.registry import load_generator
+from core.registry import load_encoder, load_generator
 from core.threads import use_threads
 
 FACES = Path(".carry/pti_curves/faces.npz")
@@ -44,16 +45,20 @@ FACES = Path(".carry/pti_curves/faces.npz")
 EDITS = {"Smiling": "Smiling", "Young": "Young", "Male": "Male", "Eyeglasses": "Eyeglasses",
          "Young|Male": "Young", "Male|Young": "Male", "Eyeglasses|Male": "Eyeglasses"}
 ATTRIBUTES = ("Smiling", "Young", "Male", "Eyeglasses")
-# name -> pivotal_tuning keywords (from the shared W pivot); None: the pivot drawn by the original generator.
-SETTINGS: dict[str, dict | None] = {
-    "w": None,
-    "paper": dict(steps=350, lr=3e-4),
-    "paper+locality": dict(steps=350, lr=3e-4, locality=True),
-    "lr3e-3": dict(steps=100, lr=3e-3),  # the fast preset's tuning until session 14
-    "lr3e-3+locality": dict(steps=100, lr=3e-3, locality=True),
-    "lr1e-3": dict(steps=100, lr=1e-3),
-    "lr1e-3+locality": dict(steps=100, lr=1e-3, locality=True),  # the fast preset's tuning now
-    "lr1e-3x150+locality": dict(steps=150, lr=1e-3, locality=True),
+# name -> (pivot, pivotal_tuning keywords from that shared pivot); None: the pivot drawn by the original generator.
+SETTINGS: dict[str, tuple[str, dict | None]] = {
+    "w": ("w", None),
+    "paper": ("w", dict(steps=350, lr=3e-4)),
+    "paper+locality": ("w", dict(steps=350, lr=3e-4, locality=True)),
+    "lr3e-3": ("w", dict(steps=100, lr=3e-3)),  # the fast preset's tuning until session 14
+    "lr3e-3+locality": ("w", dict(steps=100, lr=3e-3, locality=True)),
+    "lr1e-3": ("w", dict(steps=100, lr=1e-3)),
+    "lr1e-3+locality": ("w", dict(steps=100, lr=1e-3, locality=True)),  # the fast preset's tuning now
+    "lr1e-3x150+locality": ("w", dict(steps=150, lr=1e-3, locality=True)),
+    "e4e": ("e4e", None),
+    "e4e+lr1e-3+locality": ("e4e", dict(steps=100, lr=1e-3, locality=True)),
+    "e4e+lr1e-3x150+locality": ("e4e", dict(steps=150, lr=1e-3, locality=True)),
+    "e4e+paper+locality": ("e4e", dict(steps=350, lr=3e-4, locality=True)),
 }
 SPEED = dict(autocast=torch.bfloat16, channels_last=True)  # what the fast preset runs with on the CPU
 
@@ -93,14 +98,21 @@ def edit_measures(draw, pivot: torch.Tensor, G, classifier, directions: dict, co
     return out
 
 
-def run_face(G, target: torch.Tensor, settings: list[str], classifier, directions, components, args, mask) -> dict:
-    started = time.perf_counter()
-    pivot, _, _ = fit_latents(G, target, space="w", steps=args.project_steps, lr=0.03, lpips_net="alex", seed=0,
-                              **SPEED)
-    pivot_seconds = time.perf_counter() - started
+def run_face(G, target: torch.Tensor, settings: list[str], classifier, directions, components, args, mask,
+             encoder) -> dict:
+    pivots, pivot_seconds = {}, {}
+    for source in dict.fromkeys(SETTINGS[name][0] for name in settings):
+        started = time.perf_counter()
+        if source == "w":
+            pivots[source] = fit_latents(G, target, space="w", steps=args.project_steps, lr=0.03, lpips_net="alex",
+                                         seed=0, **SPEED)[0]
+        else:
+            pivots[source] = make_pivot(G, target, encoder)[0]
+        pivot_seconds[source] = time.perf_counter() - started
     rows = {}
     for name in settings:
-        options = SETTINGS[name]
+        source, options = SETTINGS[name]
+        pivot = pivots[source]
         begin = time.perf_counter()
         if options is None:
             draw = lambda ws: G.synthesis(ws, noise_mode="const")  # noqa: E731
@@ -109,7 +121,7 @@ def run_face(G, target: torch.Tensor, settings: list[str], classifier, direction
             result = pivotal_tuning(G, target, pivot=pivot, seed=0, **options, **SPEED)
             draw = lambda ws, result=result: result.render(G, ws)  # noqa: E731
             steps_run = len(result.losses["tune"].get("lpips", []))
-        seconds = time.perf_counter() - begin + pivot_seconds
+        seconds = time.perf_counter() - begin + pivot_seconds[source]
         with torch.no_grad():
             reconstruction = draw(pivot)
         scores = {k: v[0] for k, v in score_each(reconstruction, target).items()}
@@ -194,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strength", type=float, default=3.0, help="edit strength along each unit direction")
     parser.add_argument("--limit", type=int, help="only the first this many faces")
     parser.add_argument("--shard", default="0/1", help="i/n: every n-th face from the i-th (parallel processes)")
-    parser.add_argument("--table", nargs="+", type=Path, help="no runs: the table (and --plot) of these JSON files")
+    parser.add_argument("--table", nargs="+", type=Path,
+                        help="no runs: the table (and --plot) of these JSON files, merging a face's settings")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--faces", type=Path, default=FACES)
     parser.add_argument("--json", type=Path, help="per-face rows and the table (rerunning appends faces not yet in it)")
@@ -202,7 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.table:
         runs = [json.loads(path.read_text()) for path in args.table]
-        faces = [face for run in runs for face in run["faces"]]
+        merged: dict[str, dict] = {}  # a face run in several files (other settings) is one face with all of them
+        for face in (face for run in runs for face in run["faces"]):
+            merged.setdefault(face["face"], {**face, "settings": {}})["settings"].update(face["settings"])
+        faces = list(merged.values())
         settings = list(dict.fromkeys(s for face in faces for s in face["settings"]))
         table = summarise(faces, settings, ["pc0", "pc1", "pc2"])
         print(markdown(table, len(faces)))
@@ -224,13 +240,15 @@ def main(argv: list[str] | None = None) -> None:
     directions = {d.name: d for d in load_directions()}
     components = [ganspace(G).direction(k) for k in range(3)]  # named pc0, pc1, pc2
     mask = face_mask(G.size)
+    e4e = load_encoder("face128-e4e", decoder=G) if any(SETTINGS[s][0] == "e4e" for s in args.settings) else None
+    encoder = e4e and encoder_pivot(e4e, size=e4e.encoder.input_size)
     targets = from_uint8(torch.from_numpy(data["images"]))
     done = json.loads(args.json.read_text())["faces"] if args.json and args.json.is_file() else []
     faces = [f for f in done if all(s in f["settings"] for s in args.settings)]
     for i in picked:
         if any(f["face"] == str(data["names"][i]) for f in faces):
             continue
-        rows = run_face(G, targets[i:i + 1], args.settings, classifier, directions, components, args, mask)
+        rows = run_face(G, targets[i:i + 1], args.settings, classifier, directions, components, args, mask, encoder)
         faces.append({"set": sets[i], "face": str(data["names"][i]), "settings": rows})
         print(json.dumps({"face": faces[-1]["face"], **{n: {k: round(r[k], 3) for k in ("psnr", "identity", "seconds")}
                                                        for n, r in rows.items()}}), flush=True)
