@@ -69,6 +69,12 @@ def load_context(model: str, device: str, max_results: int) -> AppContext:
                       heavy_limit=1 if device.type == "cpu" else 2)
 
 
+def env_number(name: str, default: float | None = None) -> float | None:
+    """A number from the environment (a Space's variables), or the default when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=os.environ.get("PLAYGROUND_MODEL") or "default",
@@ -83,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-results", type=int, default=8,
                         help="inversion results (tuned generators) kept in memory across all sessions (default: 8)")
     parser.add_argument("--queue-size", type=int, default=32, help="jobs that may wait in the queue (default: 32)")
+    parser.add_argument("--job-seconds", type=float, default=env_number("PLAYGROUND_JOB_SECONDS"),
+                        help="a heavy job (inversion, video) ends with a message after this many seconds (default: "
+                        "$PLAYGROUND_JOB_SECONDS, else no limit; a public Space sets one)")
+    parser.add_argument("--max-upload-mb", type=float, default=env_number("PLAYGROUND_MAX_UPLOAD_MB", 50),
+                        help="uploads larger than this are refused by the server (default: "
+                        "$PLAYGROUND_MAX_UPLOAD_MB, else 50)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: the cores other jobs leave free at start, at least 1)")
     return parser.parse_args(argv)
@@ -93,11 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.getLogger(__name__).info("torch uses %d CPU threads", use_threads(args.threads))
     ctx = load_context(args.model, args.device, args.max_results)
+    ctx.job_seconds = args.job_seconds
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=ctx.heavy_limit * 2, max_size=args.queue_size)
     allowed = [str(SHARED_FACES)] + sorted({str(Path(p).parent) for p in ctx.examples})
     _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                                           allowed_paths=allowed, prevent_thread_lock=True, css=CSS, theme=THEME,
+                                          max_file_size=f"{args.max_upload_mb:g}mb",
                                           footer_links=["api", "settings"])
     print(f"StyleGAN playground on {ctx.model_name}: open {share_url or local_url}", flush=True)
     demo.block_thread()

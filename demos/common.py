@@ -24,7 +24,7 @@ from core.nets.stylegan2 import Generator
 from core.pipeline import Playground
 from core.reference_edit import ReferenceEditor
 from core.style import Style
-from demos.state import Cancelled, ResultCache, Session
+from demos.state import Cancelled, ResultCache, Session, TimeLimit
 
 log = logging.getLogger("demos.app")
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
@@ -55,6 +55,7 @@ class AppContext:
     results: ResultCache
     examples: list[str]
     heavy_limit: int = 1  # how many heavy jobs may run at once
+    job_seconds: float | None = None  # a heavy job ends with a message past this (a public Space's limit)
     running: dict[str, Session] = field(default_factory=dict)  # browser session hash -> its session, while a job runs
 
     @property
@@ -97,7 +98,7 @@ class AppContext:
     @contextmanager
     def job(self, session: Session, request: gr.Request) -> Iterator[None]:
         """Mark a long job running for this browser session, so that closing the tab stops it (`stop_jobs`)."""
-        session.start_job()
+        session.start_job(self.job_seconds)
         self.running[request.session_hash] = session
         try:
             yield
@@ -151,6 +152,9 @@ def user_errors(fn: Callable) -> Callable:
         except Cancelled:
             log.info("%s: stopped by the user", fn.__name__)
             raise user_message("The job was stopped; nothing was changed.", "Stopped") from None
+        except TimeLimit:
+            raise user_message("The job ran past this server's time limit per job; nothing was changed. Try fewer "
+                               "steps (or a shorter clip).", "Time limit") from None
         except torch.OutOfMemoryError:
             raise user_message("Out of memory: try fewer steps or another photo.", "Out of memory") from None
         except (ValueError, CheckpointError, FileNotFoundError) as error:

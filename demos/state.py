@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ SESSION_TIME_TO_LIVE_S = 3600  # gradio drops a session's state this long after 
 
 class Cancelled(Exception):
     """The user pressed Stop: raised from a progress callback to end a long loop early."""
+
+
+class TimeLimit(Exception):
+    """A job ran past the server's limit per job (`--job-seconds`): raised from its progress callback."""
 
 
 class ResultCache:
@@ -74,6 +79,7 @@ class Session:
     photo: str | None = None  # the uploaded photo that result's face was aligned from (to paste edits back into)
     edits: list[Edit] = field(default_factory=list)
     stop_requested: bool = False  # set by the Stop button, read by the running job's progress callback
+    deadline: float | None = None  # time.monotonic() past which the running job ends (the server's limit)
 
     @property
     def folder(self) -> Path:
@@ -84,8 +90,9 @@ class Session:
         cache.release(self.id)
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def start_job(self) -> None:
+    def start_job(self, seconds: float | None = None) -> None:
         self.stop_requested = False
+        self.deadline = time.monotonic() + seconds if seconds else None
 
     def request_stop(self) -> None:
         self.stop_requested = True
@@ -93,6 +100,8 @@ class Session:
     def check_cancelled(self) -> None:
         if self.stop_requested:
             raise Cancelled
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeLimit
 
 
 def session_state(cache: ResultCache) -> gr.State:

@@ -277,6 +277,24 @@ def test_interfacegan_is_offered_for_the_official_ffhq_model_only_once_the_user_
     assert [d.name for d in directions] == ["age", "smile", "pose"]  # in the registry's order
 
 
+def test_a_public_server_limits_job_time_and_upload_size(tmp_path_factory, tmp_path):
+    """A Space's limits (--job-seconds, --max-upload-mb): a clear message each, the server still up."""
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    model = small_generator(tmp_path_factory.mktemp("limits") / "G.safetensors")
+    with running_app(model, "--job-seconds", "0.01", "--max-upload-mb", "2") as limited:
+        client = Client(limited.url, verbose=False)
+        with pytest.raises(AppError, match="time limit per job"):
+            client.predict(handle_file(photo), "PTI", False, 20, 20, "fast", api_name="/invert")
+        noise = np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(big := tmp_path / "big.png")  # ~4.3 MB of noise
+        with pytest.raises(Exception, match="(?i)size|large"):
+            client.predict(handle_file(big), "PTI", False, 20, 20, "fast", api_name="/invert")
+        assert client.predict(api_name="/clear_sequence")  # still serving
+        assert not any("Traceback" in line for line in limited.log), "".join(limited.log)
+
+
 def test_result_cache_is_bounded_and_sessions_release_their_share():
     cache = ResultCache(capacity=2)
     cache.put("a", 1)
