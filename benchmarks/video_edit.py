@@ -1,6 +1,6 @@
 """Video editing (`core.video`) against the naive per-frame baseline, on the shared talking-head clip.
 
-    python -m benchmarks.video_edit --json benchmarks/video_edit.json --frames benchmarks/video_edit.png
+    python -m benchmarks.video_edit --json benchmarks/video_edit.json --frames benchmarks/video_edit.jpg
 
 The same edit (Smiling +2) with the same tuning (`--steps` PTI steps on `--keyframes` keyframes) two ways:
 STIT-style (landmarks and e4e pivots smoothed over time) and per frame (each frame aligned and encoded on its own).
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--frames", type=Path, help="the figure (PNG)")
+    parser.add_argument("--frames", type=Path, help="the figure (the face region of 5 frames: input, each way)")
     args = parser.parse_args(argv)
     use_threads(args.threads)
     clip = read_video(args.clip)
@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.frames:
         picks = np.linspace(0, len(clip.frames) - 1, 5).round().astype(int).tolist()
         height, width = clip.frames[0].shape[:2]
-        box = (int(width * 0.55), 0, int(width * 0.95), int(height * 0.75))  # the clip's face region, fixed
+        box = (int(width * 0.57), int(height * 0.04), int(width * 0.76), int(height * 0.58))  # the face, fixed
         strips = [strip(frames, picks, box) for frames in [clip.frames, *edited.values()]]
         figure = Image.fromarray(np.concatenate(strips, 0))
-        figure.thumbnail((1600, 1600))
-        figure.save(args.frames)
+        figure.thumbnail((900, 900))
+        figure.save(args.frames, quality=85)
 
 
 if __name__ == "__main__":
