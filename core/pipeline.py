@@ -33,8 +33,8 @@ Edit = tuple[Direction | str, float]  # a direction (or its name, see `Playgroun
 @dataclass
 class Playground:
     """A generator (`model_name`: its registry name or file) on `device`, and the models made for it, each loaded
-    the first time a method asks for it. Every front door (`python -m core`, `demos/app.py`, the notebooks) goes
-    through one of these."""
+    the first time a method asks for it. `python -m core` and `demos/app.py` go through one of these, as does
+    `notebooks/editing_workflow.ipynb` (the paper notebooks still call `core`'s functions directly)."""
 
     generator: Generator
     model_name: str = "default"
