@@ -204,6 +204,8 @@ def run_invert(args: argparse.Namespace) -> int:
 
 
 def add_edit_command(subparsers: argparse._SubParsersAction) -> None:
+    from core.inversion import METHODS
+
     parser = subparsers.add_parser(
         "edit", help="edit a face photo along directions (InterFaceGAN, GANSpace, SeFa), put it back into the photo; "
         "or give it an attribute of a reference photo (--reference)",
@@ -228,7 +230,7 @@ def add_edit_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--all-faces", action="store_true", help="edit every face of the photo, each inverted "
                         "on its own")
     parser.add_argument("--list", action="store_true", help="print the attribute directions of --model and exit")
-    parser.add_argument("--method", default="pti", help="inversion: w, w+, psp, e4e, style_transformer, pti")
+    parser.add_argument("--method", default="pti", choices=list(METHODS), help="the inversion (see invert)")
     parser.add_argument("--preset", choices=["paper", "fast"], default="fast", help="PTI settings (see invert)")
     parser.add_argument("--save-result", action="store_true", help="also write each face's result.safetensors "
                         "(edit it again later without inverting)")
