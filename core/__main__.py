@@ -280,6 +280,8 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.reference is not None:
             return edit_by_reference(args, playground)
         edits = parse_edits(args, playground)
+        if args.method in ("psp", "e4e", "style_transformer"):
+            playground.encoder(args.method, args.encoder)  # a model without one is refused before any work
         jobs = edit_jobs(args, playground)
     except (PhotoError, NoFaceFound, FaceTooSmall, ImageError, CheckpointError, KeyError, FileNotFoundError,
             ValueError) as err:
