@@ -266,6 +266,7 @@ def save_strip(images, path: Path) -> None:
 def run_edit(args: argparse.Namespace) -> int:
     from core.checkpoints import CheckpointError
     from core.faces import FaceTooSmall, ImageError, NoFaceFound
+    from core.inversion import ENCODER_METHODS
     from core.pipeline import Playground
     from core.threads import use_threads
 
@@ -280,7 +281,7 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.reference is not None:
             return edit_by_reference(args, playground)
         edits = parse_edits(args, playground)
-        if args.method in ("psp", "e4e", "style_transformer"):
+        if args.method in ENCODER_METHODS:
             playground.encoder(args.method, args.encoder)  # a model without one is refused before any work
         jobs = edit_jobs(args, playground)
     except (PhotoError, NoFaceFound, FaceTooSmall, ImageError, CheckpointError, KeyError, FileNotFoundError,
