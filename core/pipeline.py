@@ -127,12 +127,13 @@ class Playground:
         return invert(self.generator, image, method, progress=progress, **settings)
 
     @torch.no_grad()
-    def edit(self, result: InversionResult, edits: Sequence[Edit]) -> torch.Tensor:
+    def edit(self, result: InversionResult, edits: Sequence[Edit], *, batch: int | None = None) -> torch.Tensor:
         """The result's face with the edits applied one after the other to its code and drawn by its (tuned)
-        generator: [N, 3, S, S] in [-1, 1]."""
+        generator: [N, 3, S, S] in [-1, 1]; `batch` draws N codes (a video's frames) that many at a time."""
         steps = [(self.direction(d), float(s)) for d, s in edits]
         ws = apply_sequence(result.pivot.to(self.device), steps, self.generator.n_latent)
-        return result.render(self.generator, ws).clamp(-1, 1)
+        chunks = ws.split(batch or len(ws))
+        return torch.cat([result.render(self.generator, chunk) for chunk in chunks]).clamp(-1, 1)
 
     @torch.no_grad()
     def traverse(self, result: InversionResult, direction: Direction | str, strengths: Sequence[float],

@@ -27,7 +27,7 @@ from PIL import Image
 from core import identity
 from core.faces import AlignedFace, detect_faces, face_landmarks, ffhq_quad, pil_to_tensor, warp_quad
 from core.inversion import PRESETS, encoder_pivot, pivotal_tuning
-from core.paste import face_mask, paste_back
+from core.paste import paste_back
 
 if TYPE_CHECKING:
     from core.pipeline import Edit, Playground
@@ -183,8 +183,9 @@ def edit_video(playground: Playground, clip: Clip, edits: Sequence[Edit], *, smo
         pivots = torch.cat([encoder_pivot(encoder, size=encoder.encoder.input_size)(crops[i:i + 8])
                             for i in range(0, len(crops), 8)])
     if smooth:
-        for run in runs_of_faces([landmarks[i] for i in range(len(clip.frames))]):
-            rows = [with_face.index(i) for i in run]
+        row_of = {frame: row for row, frame in enumerate(with_face)}
+        for run in runs_of_faces(landmarks):
+            rows = [row_of[i] for i in run]
             pivots[rows] = torch.from_numpy(scipy.ndimage.gaussian_filter1d(
                 pivots[rows].cpu().numpy(), CODE_SIGMA, axis=0, mode="nearest")).to(pivots)
     speed = {k: PRESETS["fast"][k] for k in ("autocast", "channels_last")}  # bf16 on the CPU, as PTI's fast preset
@@ -193,25 +194,28 @@ def edit_video(playground: Playground, clip: Clip, edits: Sequence[Edit], *, smo
     keys = torch.from_numpy(np.unique(keys))
     tuned = pivotal_tuning(G, crops[keys], pivot=pivots[keys], steps=steps, lr=lr, locality=locality,
                            early_stop=None, progress=lambda step, total, values: report("tune", step, total), **speed)
-    result = dataclasses.replace(tuned, pivot=pivots.cpu(), reconstruction=tuned.render(G, pivots).clamp(-1, 1))
+    result = dataclasses.replace(tuned, pivot=pivots.cpu())  # every frame's code, the keyframes' generator
+    result.reconstruction = playground.edit(result, [], batch=8)
     timings["invert"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    edited = torch.cat([playground.edit(dataclasses.replace(result, pivot=result.pivot[i:i + 8]), edits)
-                        for i in range(0, len(crops), 8)])
-    frames = [frame for frame in clip.frames]
+    edited = playground.edit(result, edits, batch=8)
+    frames, masks = list(clip.frames), []
     for n, (i, face) in enumerate(zip(with_face, faces, strict=True)):
-        frames[i] = np.asarray(paste_back(Image.fromarray(clip.frames[i]), face, edited[n], measure=False).image)
+        pasted = paste_back(Image.fromarray(clip.frames[i]), face, edited[n], measure=False)
+        frames[i] = np.asarray(pasted.image)
+        masks.append(pasted.mask > 0.5)
         report("paste", n + 1, len(with_face))
     timings["edit_and_paste"] = time.perf_counter() - started
     out = VideoEdit(frames, with_face, crops.cpu(), result.reconstruction, edited, timings=timings)
-    out.measures, out.curves = video_measures(clip, out, faces)
+    out.measures, out.curves = video_measures(clip, out, masks)
     return out
 
 
-def video_measures(clip: Clip, edit: VideoEdit, faces: Sequence[AlignedFace]
+def video_measures(clip: Clip, edit: VideoEdit, masks: Sequence[np.ndarray]
                    ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """Temporal consistency and identity of an edited clip; and per pair of consecutive frames with a face, the
+    """Temporal consistency and identity of an edited clip, `masks` [H, W] bool the inner face of each frame of
+    `edit.with_face` (where its paste-back mask is over 0.5); and per pair of consecutive frames with a face, the
     input's and the edited clip's change and the motion error (curves over time).
 
     flicker: the mean absolute frame-to-frame change inside the face masks (0..255), of the edited clip over the
@@ -220,12 +224,10 @@ def video_measures(clip: Clip, edit: VideoEdit, faces: Sequence[AlignedFace]
     there (0: the face moves exactly as in the input; jitter and frozen faces both raise it); identity: FaceNet
     cosine of each edited face to its frame's aligned face, mean and minimum; frames_with_face: their share."""
     changes: dict[str, list[float]] = {"input": [], "edited": [], "motion_error": []}
-    for a, b in zip(edit.with_face, edit.with_face[1:], strict=False):
+    for k, (a, b) in enumerate(zip(edit.with_face, edit.with_face[1:], strict=False)):
         if b != a + 1:
             continue
-        height, width = clip.frames[a].shape[:2]
-        k = edit.with_face.index(a)
-        mask = (face_mask(faces[k], width, height) > 0.5) | (face_mask(faces[k + 1], width, height) > 0.5)
+        mask = masks[k] | masks[k + 1]
         steps = {name: frames[b].astype(np.float32) - frames[a].astype(np.float32)
                  for name, frames in (("input", clip.frames), ("edited", edit.frames))}
         for name, step in steps.items():
