@@ -19,8 +19,11 @@ $(CHROMIUM):
 .PHONY: install app test lint spaces-smoke space
 install: $(STAMP)
 
+# The shared folder of real photos beside this checkout, when there is one, gives the Invert tab its examples.
+EXAMPLES ?= $(wildcard ../shared/data/faces)
+
 app: $(STAMP)
-	$(PY) demos/app.py $(ARGS)
+	$(PY) demos/app.py $(if $(EXAMPLES),--examples $(EXAMPLES)) $(ARGS)
 
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(ARGS)

@@ -23,7 +23,7 @@ from core import registry  # noqa: E402
 from core.checkpoints import CheckpointError  # noqa: E402
 from core.pipeline import Playground  # noqa: E402
 from core.threads import use_threads  # noqa: E402
-from demos.common import SHARED_FACES, AppContext, Page, example_photos  # noqa: E402
+from demos.common import AppContext, Page, example_photos  # noqa: E402
 from demos.state import ResultCache, session_state  # noqa: E402
 from demos.tabs import compare, edit, explore, invert, reference, style, video  # noqa: E402
 
@@ -51,7 +51,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     return demo
 
 
-def load_context(model: str, device: str, max_results: int) -> AppContext:
+def load_context(model: str, device: str, max_results: int, examples: Path | None = None) -> AppContext:
     """Load the generator (a clear message and exit when it cannot be found) and everything the tabs share."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     try:
@@ -65,7 +65,8 @@ def load_context(model: str, device: str, max_results: int) -> AppContext:
                      f"file (.safetensors, rosinality .pt, NVIDIA .pkl) or a registry name: {others}.")
         sys.exit(f"Cannot load the model {model!r}: {error}")
     playground.generator.requires_grad_(False)
-    return AppContext(playground, results=ResultCache(max_results), examples=example_photos(playground.generator),
+    return AppContext(playground, results=ResultCache(max_results),
+                      examples=example_photos(playground.generator, examples),
                       heavy_limit=1 if device.type == "cpu" else 2)
 
 
@@ -95,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-upload-mb", type=float, default=env_number("PLAYGROUND_MAX_UPLOAD_MB", 50),
                         help="uploads larger than this are refused by the server (default: "
                         "$PLAYGROUND_MAX_UPLOAD_MB, else 50)")
+    parser.add_argument("--examples", type=Path, default=os.environ.get("PLAYGROUND_EXAMPLES") or None,
+                        help="a folder of real face photos: the first of each subfolder become the Invert tab's "
+                        "examples (default: $PLAYGROUND_EXAMPLES, else faces the model draws)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: the cores other jobs leave free at start, at least 1)")
     return parser.parse_args(argv)
@@ -104,11 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.getLogger(__name__).info("torch uses %d CPU threads", use_threads(args.threads))
-    ctx = load_context(args.model, args.device, args.max_results)
+    ctx = load_context(args.model, args.device, args.max_results, args.examples)
     ctx.job_seconds = args.job_seconds
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=ctx.heavy_limit * 2, max_size=args.queue_size)
-    allowed = [str(SHARED_FACES)] + sorted({str(Path(p).parent) for p in ctx.examples})
+    allowed = sorted({str(Path(p).parent) for p in ctx.examples})
     _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                                           allowed_paths=allowed, prevent_thread_lock=True, css=CSS, theme=THEME,
                                           max_file_size=f"{args.max_upload_mb:g}mb",

@@ -27,8 +27,7 @@ from core.style import Style
 from demos.state import Cancelled, ResultCache, Session, TimeLimit
 
 log = logging.getLogger("demos.app")
-SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
-SHARED_EXAMPLES = ("celeba/eval/*.jpg", "lfw/*.jpg", "utkface/*.jpg")  # real, unaligned photos: one of each
+EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 HEAVY_JOB = "heavy"  # concurrency id of the jobs that keep the CPU/GPU busy for seconds (inversion, video)
 PROGRESS = gr.Progress()  # default argument that makes gradio pass its progress tracker (stateless as we call it)
 NO_FACE = ("No face found in this photo. Try a sharper photo with one face looking at the camera, not too small "
@@ -195,12 +194,15 @@ def render(generator: Generator, ws: torch.Tensor) -> list[Image.Image]:
     return [faces.tensor_to_pil(image) for image in generator.synthesis(ws, noise_mode="const")]
 
 
-def example_photos(generator: Generator, count: int = 3) -> list[str]:
-    """Photos for the Invert tab's examples: real photos of ../shared/data/faces when that folder is beside the
-    repo (never copied into it), otherwise faces the model generates in which a face is detected."""
-    if SHARED_FACES.is_dir():
-        found = [next(iter(sorted(SHARED_FACES.glob(pattern))), None) for pattern in SHARED_EXAMPLES]
-        return [str(path) for path in found if path]
+def example_photos(generator: Generator, folder: Path | None = None, count: int = 3) -> list[str]:
+    """Photos for the Invert tab's examples: the first photo of each subfolder of `folder` (`--examples`: real,
+    unaligned photos), otherwise faces the model generates in which a face is detected."""
+    if folder is not None and folder.is_dir():
+        found = {}
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() in EXAMPLE_SUFFIXES:
+                found.setdefault(path.relative_to(folder).parts[0], str(path))
+        return list(found.values())[:count]
     digest = hashlib.sha1(generator.w_avg.cpu().numpy().tobytes()).hexdigest()[:12]
     folder = Path(tempfile.gettempdir()) / "stylegan-playground-examples" / digest
     folder.mkdir(parents=True, exist_ok=True)
