@@ -264,7 +264,7 @@ def save_strip(images, path: Path) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from core.checkpoints import CheckpointError
+    from core.artifacts import CheckpointError
     from core.faces import FaceTooSmall, ImageError, NoFaceFound
     from core.inversion import ENCODER_METHODS
     from core.pipeline import Playground
@@ -411,7 +411,7 @@ def edit_by_reference(args: argparse.Namespace, playground) -> int:
     """`edit --reference`: give the photo the reference's attribute (Style Transformer codes, the edit transformer)."""
     import torch
 
-    from core.checkpoints import CheckpointError
+    from core.artifacts import CheckpointError
 
     try:
         playground.reference_editor(args.editor).index(args.attribute)
@@ -471,7 +471,7 @@ def run_edit_video(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    from core.checkpoints import CheckpointError
+    from core.artifacts import CheckpointError
     from core.pipeline import Playground
     from core.threads import use_threads
     from core.video import VideoError, edit_video, read_video, write_video
@@ -559,7 +559,7 @@ def run_stylize(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
-    from core.checkpoints import CheckpointError
+    from core.artifacts import CheckpointError
     from core.faces import ImageError, pil_to_tensor, to_uint8
     from core.pipeline import Playground
     from core.style import align_exemplar, encode_zplus, style_names, stylize

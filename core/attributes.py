@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
-from core import faces
-from core.checkpoints import CheckpointError, read_safetensors
+from core import artifacts, faces
+from core.artifacts import KINDS, CheckpointError
 from core.measures import get_lpips
 from core.registry import resolve_kind
 
@@ -80,8 +79,7 @@ class AttributeClassifier:
         tensors = {"mean": self.mean.float(), "std": self.std.float(), "weight": self.weight.half(),
                    "bias": self.bias.float()}
         header = {"names": json.dumps(list(self.names)), "metadata": json.dumps(self.metadata)}
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=header)
-        return Path(path)
+        return artifacts.write(path, "attributes", tensors, header)
 
 
 def head_yaw(images: torch.Tensor) -> torch.Tensor:
@@ -103,10 +101,8 @@ def head_yaw(images: torch.Tensor) -> torch.Tensor:
 
 def load_attribute_classifier(name_or_path: str | Path = "face128-attributes") -> AttributeClassifier:
     """The shipped classifier (a registry name) or one saved with `AttributeClassifier.save`."""
-    path = resolve_kind(name_or_path, ("attributes",))
-    tensors, header = read_safetensors(path)
-    if "names" not in header:
-        raise CheckpointError(f"{path}: not an attribute classifier file (no 'names' in its header)")
+    path = resolve_kind(name_or_path, KINDS["attributes"].registry)
+    tensors, header = artifacts.read(path, "attributes")
     names = tuple(json.loads(header["names"]))
     if tensors["weight"].shape[0] != len(names):
         raise CheckpointError(f"{path}: {tensors['weight'].shape[0]} heads for {len(names)} names")

@@ -20,18 +20,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
+from core import artifacts
+from core.artifacts import CheckpointError
 from core.nets.ops import make_kernel
 from core.nets.stylegan2 import Generator, channel_widths
-
-FORMAT = "stylegan-playground/generator"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt, unsafe or not of the expected kind."""
-
 
 # ----------------------------------------------------------------------------------------------------
 # The project's own format
@@ -44,30 +37,16 @@ def save_generator(generator: Generator, path: str | Path, *, half: bool = False
     tensors["w_avg"] = generator.w_avg.detach().cpu().clone()
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    meta = {"format": FORMAT, "config": json.dumps(generator.config), "extra": json.dumps(extra or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
-    return path
-
-
-def read_safetensors(path: str | Path, *, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; `tensors=False` reads the header only ({} for the tensors)."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return (load_file(str(path)) if tensors else {}), meta
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+    return artifacts.write(path, "generator", tensors, {"config": json.dumps(generator.config),
+                                                      "extra": json.dumps(extra or {})})
 
 
 def load_generator_file(path: str | Path) -> Generator:
     """Load a generator written by `save_generator`."""
-    tensors, meta = read_safetensors(path)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: safetensors file is not a {FORMAT} checkpoint (metadata {meta})")
+    tensors, meta = artifacts.read(path, "generator")
     w_avg = tensors.pop("w_avg")
     generator = Generator(**json.loads(meta["config"]))
-    _load_strict(generator, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, path)
+    load_strict(generator, {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}, path)
     generator.w_avg.copy_(w_avg.float())
     return generator.eval()
 
@@ -119,7 +98,7 @@ def generator_from_state_dict(
 ) -> Generator:
     """Build a Generator that fits a rosinality-layout state dict; estimate w_avg if none is given."""
     generator = Generator(**{**infer_generator_config(state_dict), **config})
-    _load_strict(generator, state_dict, "state dict")
+    load_strict(generator, state_dict, "state dict")
     check_blur_kernel(generator)
     if w_avg is None:
         w_avg = generator.mean_latent()
@@ -136,7 +115,7 @@ def load_rosinality(path: str | Path) -> Generator:
     return generator_from_state_dict(ckpt["g_ema"], ckpt.get("latent_avg"))
 
 
-def _load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Any) -> None:
+def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Any) -> None:
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
-from core.checkpoints import CheckpointError, read_safetensors, read_torch_file
+from core import artifacts
+from core.artifacts import KINDS, CheckpointError
+from core.checkpoints import read_torch_file
 from core.nets.stylegan2 import EqualLinear, Generator, as_wplus
 from core.registry import REGISTRY, cache_dir, resolve, resolve_kind
 
@@ -180,16 +181,11 @@ def save_directions(directions: Sequence[Direction], path: str | Path, metadata:
         raise ValueError(f"direction names must be unique: {names}")
     header = {"directions": json.dumps([{"name": d.name, "layers": d.layers, "source": d.source} for d in directions]),
               "metadata": json.dumps(metadata or {})}
-    save_file({d.name: d.vector.float().contiguous().cpu() for d in directions}, str(path), metadata=header)
-    return Path(path)
+    return artifacts.write(path, "directions", {d.name: d.vector.float() for d in directions}, header)
 
 
 def _read_directions(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    path = resolve_kind(name_or_path, ("directions",))
-    tensors, header = read_safetensors(path)
-    if "directions" not in header:
-        raise CheckpointError(f"{path}: not a directions file of this project (no 'directions' in its header)")
-    return tensors, header
+    return artifacts.read(resolve_kind(name_or_path, KINDS["directions"].registry), "directions")
 
 
 def load_directions(name_or_path: str | Path = "face128-directions") -> list[Direction]:

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import artifacts
+from core.artifacts import CheckpointError
 from core.checkpoints import (
-    CheckpointError,
-    _load_strict,
     check_blur_kernel,
     generator_from_state_dict,
     infer_generator_config,
     load_numpy_pickle,
-    read_safetensors,
+    load_strict,
     read_torch_file,
 )
 from core.nets.dualstylegan import DualStyleGAN
@@ -40,7 +40,6 @@ from core.nets.encoders import IR_UNITS, RESNET34_UNITS, Encoder4Editing, Encode
 from core.nets.style_transformer import StyleTransformerEncoder
 
 EncoderKind = Literal["psp", "e4e", "style_transformer"]
-ENCODER_FORMAT = "stylegan-playground/encoder-v1"  # encoders trained here (`core.training.encoder.export_encoder`)
 ARCHS = {"psp": GradualStyleEncoder, "e4e": Encoder4Editing, "style_transformer": StyleTransformerEncoder}
 ENCODER_TYPES = {"GradualStyleEncoder": "psp", "Encoder4Editing": "e4e"}  # official `opts.encoder_type`
 
@@ -153,9 +152,7 @@ def build_encoder(arch: str, n_styles: int, input_size: int, style_dim: int, net
 
 def read_encoder_file(path: str | Path) -> tuple[nn.Module, torch.Tensor, dict[str, str]]:
     """(encoder, latent_avg, metadata) of an encoder trained here; the metadata names the generator's sha256."""
-    tensors, meta = read_safetensors(path)
-    if meta.get("format") != ENCODER_FORMAT:
-        raise CheckpointError(f"{path}: not a {ENCODER_FORMAT} file (metadata {meta})")
+    tensors, meta = artifacts.read(path, "encoder")
     latent_avg = tensors.pop("latent_avg").float()
     encoder = build_loaded(lambda: build_encoder(meta["arch"], int(meta["n_styles"]), int(meta["input_size"]),
                                                  int(meta["style_dim"]), json.loads(meta["network"])),
@@ -183,7 +180,7 @@ def load_dualstylegan(path: str | Path) -> DualStyleGAN:
         channel_base=config["channel_base"],
         channel_max=config["channel_max"],
     )
-    _load_strict(model, state, path)
+    load_strict(model, state, path)
     check_blur_kernel(model.generator)
     model.generator.w_avg.copy_(model.generator.mean_latent()[0])
     return model.eval()

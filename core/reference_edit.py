@@ -18,17 +18,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from core import identity
+from core import artifacts, identity
+from core.artifacts import KINDS
 from core.attributes import AttributeClassifier, load_attribute_classifier
-from core.checkpoints import CheckpointError, read_safetensors
 from core.encoders_io import build_loaded
 from core.faces import ImageSource
 from core.inversion import as_targets, encoder_pivot
 from core.nets.encoders import EncoderModel
 from core.nets.style_transformer import EditTransformer, LatentAttributeClassifier
-from core.registry import resolve_kind, sha256_of
-
-REFERENCE_EDIT_FORMAT = "stylegan-playground/reference-edit-v1"
+from core.registry import resolve_kind
 
 
 @dataclass
@@ -67,9 +65,7 @@ class ReferenceEditor:
 
 def read_reference_editor(path: str | os.PathLike) -> ReferenceEditor:
     """A file written by `core.training.reference_edit.train`."""
-    tensors, meta = read_safetensors(path)
-    if meta.get("format") != REFERENCE_EDIT_FORMAT:
-        raise CheckpointError(f"{path}: not a {REFERENCE_EDIT_FORMAT} file (metadata {sorted(meta)[:6]})")
+    tensors, meta = artifacts.read(path, "reference_edit")
     attributes = tuple(json.loads(meta["attributes"]))
     parts = {prefix: {k[len(prefix) + 1:]: v.float() for k, v in tensors.items() if k.startswith(prefix + ".")}
              for prefix in ("classifier", "edit")}
@@ -85,11 +81,10 @@ def load_reference_editor(name_or_path: str | os.PathLike = "face128-reference-e
                           encoder: str | os.PathLike | None = None) -> ReferenceEditor:
     """The editor a registry name or file stands for; with `encoder` (a name or file), checked to be made for that
     encoder's codes (sha256), since another encoder's W+ is another space."""
-    editor = read_reference_editor(resolve_kind(name_or_path, ("reference_edit",)))
-    if encoder is not None and sha256_of(resolve_kind(encoder, ("style_transformer",))) != editor.meta[
-            "encoder_sha256"]:
-        raise CheckpointError(f"{name_or_path} was trained on the codes of another encoder than {encoder}: retrain "
-                              "it (`python -m core train reference-edit`)")
+    path = resolve_kind(name_or_path, KINDS["reference_edit"].registry)
+    editor = read_reference_editor(path)
+    if encoder is not None:
+        artifacts.check_made_for(path, "reference_edit", editor.meta, resolve_kind(encoder, ("style_transformer",)))
     return editor
 
 

@@ -11,7 +11,6 @@ pinned in the cache's `hashes.json` (trust on first use) and every later copy mu
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -24,7 +23,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from core.checkpoints import CheckpointError, load_generator_checkpoint
+from core.artifacts import KINDS, CheckpointError, check_made_for, sha256_of
+from core.checkpoints import load_generator_checkpoint
 from core.encoders_io import load_dualstylegan, load_encoder_checkpoint, read_encoder_file
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.encoders import EncoderModel
@@ -77,14 +77,6 @@ def offline() -> bool:
     return any(
         os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("STYLEGAN_PLAYGROUND_OFFLINE", "HF_HUB_OFFLINE")
     )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _pinned_hashes() -> dict[str, str]:
@@ -187,15 +179,11 @@ def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "
     checkpoint (its decoder inside), or one trained here, decoded by `generator`, the generator it was trained for
     (checked by sha256: a retrained generator needs retrained encoders). `decoder`: that generator already loaded
     (the caller's own, shared instead of loaded a second time)."""
-    path = resolve_kind(name_or_path, ("e4e", "psp", "style_transformer", "dualstylegan_encoder"))
+    path = resolve_kind(name_or_path, KINDS["encoder"].registry)
     if path.suffix == ".safetensors":
         encoder, latent_avg, meta = read_encoder_file(path)
-        generator_file = resolve_kind(generator, ("generator",))
-        if sha256_of(generator_file) != meta["generator_sha256"]:
-            raise CheckpointError(
-                f"{path} was trained for the generator with sha256 {meta['generator_sha256'][:12]}…, not "
-                f"{generator_file} ({sha256_of(generator_file)[:12]}…): retrain the encoder for this generator "
-                "(`python -m core.train encoder`, see models/face128/ENCODERS.md)")
+        generator_file = resolve_kind(generator, KINDS["generator"].registry)
+        check_made_for(path, "encoder", meta, generator_file)
         decoder = decoder if decoder is not None else load_generator_checkpoint(generator_file)
         return EncoderModel(encoder, decoder, latent_avg, meta.get("latent_space", "w+")).to(device).eval()
     entry = REGISTRY.get(str(name_or_path))

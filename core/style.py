@@ -20,17 +20,16 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
-from core import identity
-from core.checkpoints import CheckpointError, read_safetensors
+from core import artifacts, identity
+from core.artifacts import KINDS, CheckpointError
 from core.faces import ImageSource, NoFaceFound, align_face, load_image
 from core.inversion import as_targets
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.encoders import EncoderModel
 from core.nets.ops import dequantise_int8
 from core.nets.stylegan2 import Generator
-from core.registry import REGISTRY, available, load_generator, resolve_kind, sha256_of
+from core.registry import REGISTRY, available, load_generator, resolve_kind
 
-STYLE_FORMAT = "stylegan-playground/dualstylegan-style-v1"
 STYLE_PREFIX = "face128-style-"  # registry names of the shipped styles: face128-style-<style>
 
 
@@ -136,11 +135,10 @@ class Style:
                                         noise_mode="const").clamp(-1, 1)
 
 
-def read_style(path: str | os.PathLike, generator: Generator) -> Style:
-    """A file of `export_style` over `generator` (shared; its sha256 is checked by `load_style`)."""
-    tensors, meta = read_safetensors(path)
-    if meta.get("format") != STYLE_FORMAT:
-        raise CheckpointError(f"{path}: not a {STYLE_FORMAT} file (metadata {sorted(meta)[:6]})")
+def read_style(path: str | os.PathLike, generator: Generator, generator_file: str | os.PathLike) -> Style:
+    """A file of `export_style` over `generator` (shared), refused when made for another generator than the one
+    `generator_file` holds."""
+    tensors, meta = artifacts.read(path, "style", made_for=generator_file)
     extrinsic = tensors.pop("exemplars.extrinsic").float()
     intrinsic = tensors.pop("exemplars.intrinsic").float()
     model = DualStyleGAN.over(generator, res_index=int(meta["res_index"]))
@@ -158,14 +156,11 @@ def load_style(name_or_path: str | os.PathLike, *, generator: str | os.PathLike 
                decoder: Generator | None = None, device: str | torch.device = "cpu") -> Style:
     """A shipped style by short name ('fantasy'), registry name or file, over `generator` (or the already loaded
     `decoder`), refused with "retrain" when the file was trained for another generator."""
-    path = resolve_kind(style_entry(str(name_or_path)), ("style",))
-    generator_file = resolve_kind(generator, ("generator",))
-    _, meta = read_safetensors(path, tensors=False)
-    if sha256_of(generator_file) != meta.get("generator_sha256"):
-        raise CheckpointError(f"{path} was trained for another generator than {generator_file}: retrain the style "
-                              "(`python -m core train dualstylegan`, see models/face128/STYLES.md)")
+    path = resolve_kind(style_entry(str(name_or_path)), KINDS["style"].registry)
+    generator_file = resolve_kind(generator, KINDS["generator"].registry)
+    artifacts.read(path, "style", made_for=generator_file, tensors=False)  # refused before a generator is loaded
     decoder = decoder if decoder is not None else load_generator(generator_file, device)
-    style = read_style(path, decoder.requires_grad_(False))
+    style = read_style(path, decoder.requires_grad_(False), generator_file)
     style.structure = recommended_structure(str(name_or_path))
     return style
 

@@ -20,7 +20,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from core import registry  # noqa: E402
-from core.checkpoints import CheckpointError  # noqa: E402
+from core.artifacts import CheckpointError  # noqa: E402
 from core.pipeline import Playground  # noqa: E402
 from core.threads import use_threads  # noqa: E402
 from demos.common import AppContext, Page, example_photos  # noqa: E402

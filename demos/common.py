@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from core import faces
-from core.checkpoints import CheckpointError
+from core.artifacts import CheckpointError
 from core.inversion import ENCODER_METHODS
 from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator

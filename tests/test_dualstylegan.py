@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from test_encoders import tiny_generator
 
 from core.__main__ import main
-from core.checkpoints import CheckpointError, save_generator
+from core.artifacts import CheckpointError
+from core.checkpoints import save_generator
 from core.nets.dualstylegan import DualStyleGAN
 from core.style import load_style
 from core.training.dualstylegan import DualStyleGANConfig, read_stage2, train

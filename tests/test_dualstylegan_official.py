@@ -16,7 +16,7 @@ import torch
 from official import load_array, outputs, regenerate_state_dict
 from test_stylegan2_official import IMAGE, LATENT, assert_close, assert_image_1024
 
-from core.checkpoints import CheckpointError
+from core.artifacts import CheckpointError
 from core.encoders_io import load_dualstylegan, load_exstyle_codes
 from core.nets.dualstylegan import DualStyleGAN
 

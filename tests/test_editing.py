@@ -9,7 +9,7 @@ import pytest
 import torch
 from official import shared
 
-from core.checkpoints import CheckpointError
+from core.artifacts import CheckpointError
 from core.editing import (
     Direction,
     apply,

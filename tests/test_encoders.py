@@ -11,13 +11,14 @@ import torch
 from official import shared
 
 from core.__main__ import main
-from core.checkpoints import CheckpointError, save_generator
+from core.artifacts import CheckpointError, sha256_of
+from core.checkpoints import save_generator
 from core.encoders_io import read_encoder_file
 from core.faces import align_face, pil_to_tensor
 from core.inversion import ENCODER_METHODS, invert
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
-from core.registry import encoder_for, load_encoder, resolve, sha256_of
+from core.registry import encoder_for, load_encoder, resolve
 from core.training.encoder import EncoderConfig, export_encoder, train
 
 

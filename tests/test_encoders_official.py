@@ -16,7 +16,7 @@ import torch
 from official import fixture_dir, load_array, regenerate_state_dict
 from test_stylegan2_official import LATENT, assert_close
 
-from core.checkpoints import CheckpointError
+from core.artifacts import CheckpointError
 from core.encoders_io import load_encoder_checkpoint
 from core.nets.encoders import Encoder4Editing, EncoderModel, GradualStyleEncoder
 from core.nets.style_transformer import (

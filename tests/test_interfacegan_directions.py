@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 from core import editing
+from core.artifacts import sha256_of
 from core.attributes import CELEBA_ATTRIBUTES, load_attribute_classifier
 from core.checkpoints import save_generator
 from core.data import ShardWriter
 from core.nets.stylegan2 import Generator
-from core.registry import load_generator, resolve, sha256_of
+from core.registry import load_generator, resolve
 from core.training.attributes import train_attribute_classifier
 from core.training.directions import YAW, measure_directions, train_directions
 from demos.directions import direction_families, family_names

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import registry
-from core.checkpoints import CheckpointError, load_generator_file, save_generator
+from core import artifacts, registry
+from core.artifacts import CheckpointError
+from core.checkpoints import load_generator_file, save_generator
 from core.nets.stylegan2 import Generator
 
 
@@ -45,6 +46,38 @@ def test_own_format_rejects_other_safetensors(tmp_path: Path):
     (tmp_path / "broken.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
         load_generator_file(tmp_path / "broken.safetensors")
+
+
+def test_artifacts_one_write_and_read_for_every_kind(tmp_path: Path):
+    """Every kind of trained file: written with its format id, read back, refused as another kind, and (for kinds
+    made for a generator or an encoder) refused with how to retrain it when used with another base."""
+    base, other = tmp_path / "base.bin", tmp_path / "other.bin"
+    base.write_bytes(b"generator one")
+    other.write_bytes(b"generator two")
+    for kind, spec in artifacts.KINDS.items():
+        path = artifacts.write(tmp_path / f"{kind}.safetensors", kind, {"x": torch.arange(3.0)}, {"note": kind},
+                               made_for=base if spec.made_for else None)
+        tensors, meta = artifacts.read(path, kind, made_for=base if spec.made_for else None)
+        assert meta["format"] == spec.format and meta["note"] == kind
+        torch.testing.assert_close(tensors["x"], torch.arange(3.0))
+        wrong = next(k for k in artifacts.KINDS if k != kind)
+        with pytest.raises(CheckpointError, match=f"not a {artifacts.KINDS[wrong].format} file"):
+            artifacts.read(path, wrong)
+        if spec.made_for:
+            with pytest.raises(CheckpointError, match=f"made for another {spec.made_for}.*retrain"):
+                artifacts.read(path, kind, made_for=other)
+            with pytest.raises(ValueError, match="made for"):
+                artifacts.write(tmp_path / "unbound.safetensors", kind, {"x": torch.zeros(1)}, {})
+
+
+def test_artifacts_read_files_written_before_their_format_id(tmp_path: Path):
+    """The shipped directions and attribute classifier predate format ids: their header keys identify them."""
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "d.safetensors"), metadata={"directions": "[]"})
+    assert artifacts.read(tmp_path / "d.safetensors", "directions")[1] == {"directions": "[]"}
+    with pytest.raises(CheckpointError, match="not a"):
+        artifacts.read(tmp_path / "d.safetensors", "attributes")
 
 
 @pytest.fixture

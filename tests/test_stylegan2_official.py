@@ -10,7 +10,8 @@ import torch
 from nvidia_pickle import write_snapshot
 from official import load_array, regenerate_state_dict
 
-from core.checkpoints import CheckpointError, generator_from_state_dict, load_generator_checkpoint
+from core.artifacts import CheckpointError
+from core.checkpoints import generator_from_state_dict, load_generator_checkpoint
 from core.nets import stylegan2
 from core.nets.stylegan2 import Discriminator
 

@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 
-from core.checkpoints import CheckpointError, read_safetensors
+from core import artifacts
 from core.measures import lpips_distance, mse
 from core.nets.stylegan2 import Generator
-
-FORMAT = "stylegan-playground/inversion"
 
 
 def fingerprint(G: Generator) -> str:
@@ -162,16 +159,11 @@ class InversionResult:
             "method": self.method, "has_noise": self.noise is not None, "losses": self.losses,
             "timings": self.timings, "metrics": self.metrics, "options": self.options, "base": self.base,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(path),
-                  metadata={"format": FORMAT, "result": json.dumps(log)})
-        return path
+        return artifacts.write(path, "inversion", tensors, {"result": json.dumps(log)})
 
     @classmethod
     def load(cls, path: str | Path) -> InversionResult:
-        tensors, meta = read_safetensors(path)
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not a {FORMAT} file (metadata format {meta.get('format')!r})")
+        tensors, meta = artifacts.read(path, "inversion")
         log = json.loads(meta["result"])
         noise_keys = sorted((k for k in tensors if k.startswith("noise/")), key=lambda k: int(k.split("/")[1]))
         return cls(

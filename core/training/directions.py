@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from core import editing, faces
+from core.artifacts import sha256_of
 from core.attributes import AttributeClassifier, head_yaw, load_attribute_classifier
 from core.editing import Direction
 from core.measures import DLIB_SAME_PERSON, face_descriptors
 from core.nets.stylegan2 import Generator
-from core.registry import load_generator, resolve, sha256_of
+from core.registry import load_generator, resolve
 
 ATTRIBUTES = ("Smiling", "Young", "Male", "Eyeglasses", "Blond_Hair", "Black_Hair")
 YAW = "Yaw"

@@ -40,16 +40,16 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from core import identity
-from core.checkpoints import CheckpointError, read_safetensors
+from core import artifacts, identity
+from core.artifacts import KINDS, sha256_of
 from core.data import list_photos
 from core.faces import from_uint8, to_uint8
 from core.measures import get_lpips, lpips_distance
 from core.nets.dualstylegan import DualStyleGAN
 from core.nets.ops import dequantise_int8, quantise_int8
 from core.nets.stylegan2 import Generator
-from core.registry import REGISTRY, load_encoder, load_generator, made_for, resolve, resolve_kind, sha256_of
-from core.style import STYLE_FORMAT, align_exemplar
+from core.registry import REGISTRY, load_encoder, load_generator, made_for, resolve, resolve_kind
+from core.style import align_exemplar
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
@@ -66,8 +66,6 @@ from core.training.scaffold import (
     write_parts,
 )
 from core.training.stylegan2 import TrainConfig, Trainer
-
-STAGE2_FORMAT = "stylegan-playground/dualstylegan-stage2-v1"
 
 
 @dataclass
@@ -428,7 +426,8 @@ def stage2_kimg(cfg: DualStyleGANConfig) -> float:
     """How long the stage II a style started from trained: a shipped file says so in its metadata."""
     source = stage2_source(cfg)
     if source in REGISTRY or Path(source).suffix == ".safetensors":
-        return float(read_safetensors(resolve_kind(source, ("dualstylegan_stage2",)), tensors=False)[1]["kimg"])
+        path = resolve_kind(source, KINDS["dualstylegan_stage2"].registry)
+        return float(artifacts.read(path, "dualstylegan_stage2", tensors=False)[1]["kimg"])
     return cfg.pretrain_kimg
 
 
@@ -466,23 +465,16 @@ def export_stage2(folder: str | Path, path: str | Path) -> Path:
     the base generator's sha256, `res_index` and the kimg it trained."""
     compact = Path(folder) / "compact"
     meta = json.loads((compact / "meta.json").read_text())
-    info = {"format": STAGE2_FORMAT, "generator_sha256": meta["generator_sha256"],
-            "res_index": str(meta["config"]["res_index"]), "kimg": str(round(meta["nimg"] / 1000, 1)),
+    info = {"res_index": str(meta["config"]["res_index"]), "kimg": str(round(meta["nimg"] / 1000, 1)),
             "config": json.dumps(meta["config"])}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(int8_state(read_parts(compact, "extrinsic")), str(path), metadata=info)
-    return Path(path)
+    return artifacts.write(path, "dualstylegan_stage2", int8_state(read_parts(compact, "extrinsic")), info,
+                           made_for_sha256=meta["generator_sha256"])
 
 
 def read_stage2(name_or_path: str, generator: str) -> dict[str, torch.Tensor]:
     """A shipped stage II's extrinsic weights, refused with "retrain" when it was made for another generator."""
-    path = resolve_kind(name_or_path, ("dualstylegan_stage2",))
-    tensors, meta = read_safetensors(path)
-    if meta.get("format") != STAGE2_FORMAT:
-        raise CheckpointError(f"{path}: not a {STAGE2_FORMAT} file")
-    if meta.get("generator_sha256") != sha256_of(resolve(generator)):
-        raise CheckpointError(f"{path} was trained for another generator than {generator}: retrain stage II "
-                              "(`python -m core train dualstylegan --pretrained train`, models/face128/STYLES.md)")
+    path = resolve_kind(name_or_path, KINDS["dualstylegan_stage2"].registry)
+    tensors, _ = artifacts.read(path, "dualstylegan_stage2", made_for=resolve(generator))
     return full(dequantise_int8(tensors))
 
 
@@ -556,12 +548,9 @@ def export_style(out: str | Path, path: str | Path) -> Path:
         names, aligned = [str(n) for n in saved["names"]], saved["aligned"].tolist()
     tensors["exemplars.extrinsic"] = codes["extrinsic"].half()
     tensors["exemplars.intrinsic"] = codes["intrinsic"].half()
-    info = {"format": STYLE_FORMAT, "style": cfg["name"] or Path(cfg["styles"]).name,
-            "generator_sha256": meta["generator_sha256"], "res_index": str(cfg["res_index"]),
+    info = {"style": cfg["name"] or Path(cfg["styles"]).name, "res_index": str(cfg["res_index"]),
             "exemplars": json.dumps(names), "aligned_by_landmarks": str(sum(aligned)),
             "kimg": json.dumps({"finetune": cfg["finetune_kimg"], "pretrain": stage2_kimg(DualStyleGANConfig(**cfg)),
                                 "style": round(meta["nimg"] / 1000, 1)})}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=info)
-    return Path(path)
+    return artifacts.write(path, "style", tensors, info, made_for_sha256=meta["generator_sha256"])
 

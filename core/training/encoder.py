@@ -30,17 +30,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 
-from core import identity
+from core import artifacts, identity
+from core.artifacts import sha256_of
 from core.data import decode_shard
-from core.encoders_io import ENCODER_FORMAT, build_encoder, read_encoder_file
+from core.encoders_io import build_encoder, read_encoder_file
 from core.faces import from_uint8
 from core.measures import lpips_distance
 from core.nets.encoders import LatentDiscriminator
 from core.nets.stylegan2 import Generator
-from core.registry import load_generator, resolve, sha256_of
+from core.registry import load_generator, resolve
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import (
@@ -362,11 +362,8 @@ def export_encoder(compact: str | Path, path: str | Path) -> Path:
     tensors = half(read_parts(compact, "encoder"))
     z_plus = cfg.get("latent_space", "w+") == "z+"
     tensors["latent_avg"] = generator.w_avg.detach().clone().float() * (0 if z_plus else 1)
-    info = {"format": ENCODER_FORMAT, "arch": cfg["arch"], "latent_space": cfg.get("latent_space", "w+"),
-            "generator_sha256": meta["generator_sha256"],
+    info = {"arch": cfg["arch"], "latent_space": cfg.get("latent_space", "w+"),
             "network": json.dumps({k: cfg[k] for k in NETWORK_FIELDS[2:] if k in cfg}),
             "kimg": str(round(meta["nimg"] / 1000, 1)), "n_styles": str(generator.n_latent),
             "input_size": str(generator.size), "style_dim": str(generator.style_dim)}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=info)
-    return Path(path)
+    return artifacts.write(path, "encoder", tensors, info, made_for_sha256=meta["generator_sha256"])

@@ -24,12 +24,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from core import artifacts
+from core.artifacts import sha256_of
 from core.attributes import CELEBA_ATTRIBUTES, load_attribute_classifier
 from core.data import decode_shard, shard_paths
 from core.faces import from_uint8
 from core.nets.style_transformer import EditTransformer, LatentAttributeClassifier, reference_edit_loss
-from core.reference_edit import REFERENCE_EDIT_FORMAT
-from core.registry import load_encoder, load_generator, resolve, sha256_of
+from core.registry import load_encoder, load_generator, resolve
 from core.training.attributes import read_labels
 from core.training.encoder import sample_wplus
 from core.training.scaffold import half
@@ -207,12 +208,10 @@ def train(cfg: ReferenceEditConfig) -> Path:
     tensors = {f"classifier.{k}": v for k, v in half(classifier.state_dict()).items()}
     tensors |= {f"edit.{k}": v for k, v in half(editor.state_dict()).items()}
     encoder_file = resolve(cfg.encoder)
-    meta = {"format": REFERENCE_EDIT_FORMAT, "classifier_widths": json.dumps(
+    meta = {"classifier_widths": json.dumps(
         list(classifier_widths(cfg, codes))), "n_styles": str(codes.shape[1]),
         "style_dim": str(codes.shape[2]), "attributes": json.dumps(list(CELEBA_ATTRIBUTES)),
         "trained_attributes": cfg.attributes, "generator_sha256": sha256_of(generator_file),
-        "encoder_sha256": sha256_of(encoder_file), "heldout_accuracy": json.dumps(table),
+        "heldout_accuracy": json.dumps(table),
         "config": json.dumps(asdict(cfg)), "cpu_minutes": f"{(time.perf_counter() - started) / 60:.1f}"}
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, cfg.out, metadata=meta)
-    return Path(cfg.out)
+    return artifacts.write(cfg.out, "reference_edit", tensors, meta, made_for=encoder_file)
