@@ -105,10 +105,9 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
 def write_inversion(args: argparse.Namespace, photo: Path, folder: Path, crop, result) -> None:
     """A photo's reconstruction.png, result.safetensors and metrics.json, and its line on the console."""
     from core.faces import pil_to_tensor, tensor_to_pil
-    from core.measures import score_each
 
     tensor_to_pil(result.reconstruction[0]).save(folder / "reconstruction.png")
-    result.metrics |= score_each(result.reconstruction, pil_to_tensor(crop))  # per image, like its own
+    result.measure(pil_to_tensor(crop))
     result.save(folder / "result.safetensors")
     report = {"photo": str(photo), "method": args.method, "model": args.model, "options": result.options,
               "timings": result.timings, "metrics": {k: _finite(v[0]) for k, v in result.metrics.items()}}

@@ -11,7 +11,7 @@ import functools
 import importlib.util
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import lpips
@@ -232,14 +232,14 @@ def _as_batch(images: faces.ImageSource | torch.Tensor) -> torch.Tensor:
 
 
 def score_each(reconstruction: faces.ImageSource | torch.Tensor, target: faces.ImageSource | torch.Tensor, *,
-               lpips_net: str = "alex") -> dict[str, list[float]]:
+               lpips_net: str = "alex", skip: Collection[str] = ()) -> dict[str, list[float]]:
     """{mse, psnr, lpips, ms_ssim, identity, same_person, dlib_distance}: one value per image of a reconstruction
     against its target (FFHQ-aligned tensors [B, 3, H, W] in [-1, 1], or images of the same size).
 
     identity: FaceNet cosine similarity (`core.identity`); same_person: 1.0 above `identity.SAME_PERSON` (1 % of
     different people on LFW score above it), else 0.0. dlib_distance: Euclidean distance of dlib descriptors (dlib's
     rule: same person below 0.6), NaN where dlib finds no face. At 128 px dlib's *cosine* scores different people
-    ~0.8, so it is not reported.
+    ~0.8, so it is not reported. `skip`: measures the caller already has (not scored again, not returned).
     """
     rec, tgt = _as_batch(reconstruction), _as_batch(target)
     if rec.shape != tgt.shape:
@@ -247,11 +247,12 @@ def score_each(reconstruction: faces.ImageSource | torch.Tensor, target: faces.I
     rec = rec.to(tgt.device)
     with torch.no_grad():
         similarity = identity.similarity(identity.embed(rec), identity.embed(tgt))
-        values = {"mse": mse(rec, tgt), "psnr": psnr(rec, tgt), "lpips": lpips_distance(rec, tgt, lpips_net),
-                  "ms_ssim": ms_ssim(rec, tgt), "identity": similarity,
-                  "same_person": identity.same_person(similarity).float()}
-    each = {name: value.float().tolist() for name, value in values.items()}
-    each["dlib_distance"] = [identity_similarity(r, t)["distance"] for r, t in zip(rec, tgt, strict=True)]
+        measures = {"mse": lambda: mse(rec, tgt), "psnr": lambda: psnr(rec, tgt),
+                    "lpips": lambda: lpips_distance(rec, tgt, lpips_net), "ms_ssim": lambda: ms_ssim(rec, tgt),
+                    "identity": lambda: similarity, "same_person": lambda: identity.same_person(similarity).float()}
+        each = {name: value().float().tolist() for name, value in measures.items() if name not in skip}
+    if "dlib_distance" not in skip:
+        each["dlib_distance"] = [identity_similarity(r, t)["distance"] for r, t in zip(rec, tgt, strict=True)]
     return each
 
 

@@ -17,7 +17,6 @@ from PIL import Image
 from core import faces, identity
 from core.inversion import CHOICES, ENCODER_METHODS, InversionResult, invert
 from core.inversion.pti import preset_settings
-from core.measures import score
 from demos.common import NO_FACE, AppContext, Page, gpu, progress_callback, user_errors, user_message
 from demos.state import Session
 
@@ -134,7 +133,7 @@ def run_method(ctx: AppContext, session: Session, crop: Image.Image, label: str,
     started = time.perf_counter()
     result = invert(ctx.generator, crop, progress=progress_callback(progress, session, label), **options)
     result.timings.setdefault("total", time.perf_counter() - started)
-    return Run(label, result, score(result.reconstruction, faces.pil_to_tensor(crop)))
+    return Run(label, result, {k: v[0] for k, v in result.measure(faces.pil_to_tensor(crop)).items()})
 
 
 def photo_picker(ctx: AppContext, name: str, label: str = "Photo") -> tuple[gr.Image, gr.Image]:

@@ -133,6 +133,14 @@ class InversionResult:
         noise = [maps.to(device, torch.float32) for maps in self.noise] if self.noise is not None else None
         return G.synthesis(ws, noise_mode="const", noise=noise).float().cpu()
 
+    def measure(self, targets: torch.Tensor) -> dict[str, list[float]]:
+        """Every measure of `core.measures.score_each` against the targets, per image, kept in `metrics`: LPIPS and
+        MSE, scored when the result was made, are not scored again."""
+        from core.measures import score_each
+
+        self.metrics = score_each(self.reconstruction, targets, skip=self.metrics) | self.metrics
+        return self.metrics
+
     @property
     def nbytes(self) -> int:
         """Bytes of tensor data `save` writes (the JSON log adds a little)."""
