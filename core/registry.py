@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 
 from core.artifacts import KINDS, CheckpointError, check_made_for, sha256_of
 from core.checkpoints import load_generator_checkpoint
-from core.encoders_io import load_dualstylegan, load_encoder_checkpoint, read_encoder_file
-from core.nets.dualstylegan import DualStyleGAN
+from core.encoders_io import load_encoder_checkpoint, read_encoder_file
 from core.nets.encoders import EncoderModel
 from core.nets.stylegan2 import Generator
 
@@ -190,11 +189,6 @@ def load_encoder(name_or_path: str | os.PathLike, device: str | torch.device = "
     if entry is not None and entry.kind == "dualstylegan_encoder":
         return load_encoder_checkpoint(path, kind="psp", latent_space="z+").to(device)
     return load_encoder_checkpoint(path, kind=entry.kind if entry else None).to(device)
-
-
-def load_style_transfer(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> DualStyleGAN:
-    """An official DualStyleGAN generator; its style codes load with `load_exstyle_codes(resolve(name))`."""
-    return load_dualstylegan(resolve_kind(name_or_path, ("dualstylegan",))).to(device)
 
 
 def made_for(kind: str, generator: str | os.PathLike = "default") -> str:

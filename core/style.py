@@ -22,6 +22,7 @@ from PIL import Image
 
 from core import artifacts, identity
 from core.artifacts import KINDS, CheckpointError
+from core.encoders_io import load_dualstylegan, load_exstyle_codes
 from core.faces import ImageSource, NoFaceFound, align_face, load_image
 from core.inversion import as_targets
 from core.nets.dualstylegan import DualStyleGAN
@@ -80,6 +81,7 @@ class Style:
     exemplars: tuple[str, ...]
     meta: dict[str, str] = field(default_factory=dict)
     structure: float = DEFAULT_STRUCTURE  # the structure weight used when none is given
+    truncation: float = 1.0  # the content code scaled towards 0 in W+ (the official demo's 0.75; ours train at 1)
 
     @property
     def generator(self) -> Generator:
@@ -120,7 +122,7 @@ class Style:
 
         `weights`: per layer (`weights(structure, color)`; all 0 draws the base generator's face exactly);
         `preserve_color` keeps the content's own fine-layer code in the exemplar (only its structure is taken)."""
-        content_w = self.to_w(content.float())
+        content_w = self.to_w(content.float()) * self.truncation
         ex_w = self.to_w(self.exemplar_code(exemplar)).expand_as(content_w)
         if preserve_color:
             ex_w = torch.cat([ex_w[:, : self.model.res_index + 1], content_w[:, self.model.res_index + 1 :]], 1)
@@ -152,10 +154,28 @@ def read_style(path: str | os.PathLike, generator: Generator, generator_file: st
                  tuple(json.loads(meta["exemplars"])), meta)
 
 
+def read_official_style(generator_pt: str | os.PathLike, codes_npy: str | os.PathLike, name: str,
+                        device: str | torch.device = "cpu") -> Style:
+    """An official DualStyleGAN style (its `generator.pt` and `exstyle_code.npy` / `refined_exstyle_code.npy`) as a
+    `Style` like ours. The official files hold one Z+ code per exemplar and no destylised one: it serves as both
+    (the official demo draws an exemplar's face from that code with the extrinsic path off). Transfers run as the
+    official `style_transfer.py` does (content truncated to 0.75)."""
+    model = load_dualstylegan(generator_pt).to(device)
+    codes = load_exstyle_codes(codes_npy)
+    extrinsic = torch.cat([code.reshape(1, model.n_latent, -1) for code in codes.values()]).to(device)
+    return Style(name, model, extrinsic, extrinsic, tuple(codes), {"source": "official DualStyleGAN"},
+                 truncation=0.75)
+
+
 def load_style(name_or_path: str | os.PathLike, *, generator: str | os.PathLike = "default",
                decoder: Generator | None = None, device: str | torch.device = "cpu") -> Style:
     """A shipped style by short name ('fantasy'), registry name or file, over `generator` (or the already loaded
-    `decoder`), refused with "retrain" when the file was trained for another generator."""
+    `decoder`), refused with "retrain" when the file was trained for another generator. An official style by
+    registry name ('dualstylegan-cartoon': its generator and `-styles` codes) brings its own FFHQ generator."""
+    entry = REGISTRY.get(str(name_or_path))
+    if entry is not None and entry.kind == "dualstylegan":
+        return read_official_style(resolve_kind(entry.name, ("dualstylegan",)),
+                                   resolve_kind(f"{entry.name}-styles", ("exstyle_codes",)), entry.name, device)
     path = resolve_kind(style_entry(str(name_or_path)), KINDS["style"].registry)
     generator_file = resolve_kind(generator, KINDS["generator"].registry)
     artifacts.read(path, "style", made_for=generator_file, tensors=False)  # refused before a generator is loaded

@@ -76,6 +76,22 @@ def test_small_model_round_trip_and_switches(tmp_path: Path):
         assert not torch.allclose(partial, plain) and not torch.allclose(partial, styled)
 
 
+def test_an_official_style_loads_as_a_style_like_ours(tmp_path: Path):
+    """generator.pt + exstyle_code.npy -> core.style.Style: its transfer is the official style_transfer call."""
+    from core.style import read_official_style
+
+    model = small_model()
+    torch.save({"g_ema": model.state_dict()}, tmp_path / "generator.pt")
+    codes = {f"{i}.jpg": np.random.default_rng(i).standard_normal((1, 10, 64)).astype(np.float32) for i in range(3)}
+    np.save(tmp_path / "exstyle_code.npy", codes, allow_pickle=True)
+    style = read_official_style(tmp_path / "generator.pt", tmp_path / "exstyle_code.npy", "toy")
+    assert style.exemplars == ("0.jpg", "1.jpg", "2.jpg") and style.extrinsic.shape == (3, 10, 64)
+    content, weights = torch.randn(2, 10, 64), model.blend_weights(0.6, 1.0)
+    with torch.no_grad():
+        expected = model.style_transfer(content, torch.from_numpy(codes["1.jpg"]), weights)
+    torch.testing.assert_close(style.transfer(content, 1, weights), expected.clamp(-1, 1), atol=1e-5, rtol=0)
+
+
 def test_style_transfer_options():
     model = small_model()
     content, exstyle = torch.randn(2, 10, 64), torch.randn(1, 10, 64)
