@@ -88,12 +88,12 @@ def add_invert_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
     parser.add_argument("--device", default="cpu", help="cpu or cuda; under `torchrun --nproc-per-node N` each "
                         "process takes every N-th photo on GPU (local rank mod the GPU count): N above the GPU count "
-                        "runs several processes per GPU (on one H200 two shared it at half speed each)")
+                        "runs several processes per GPU (benchmarks/README.md, *PTI speed*)")
     parser.add_argument("--batch", type=int, default=1, help="PTI: photos tuned together in one batched run, each "
                         "with its own generator (results as one by one; faster on a GPU)")
     parser.add_argument("--cuda-graphs", action="store_true", help="PTI on a GPU: bf16, compiled kernels and each "
-                        "whole step one CUDA graph (1024 px on an H200: 9.5 s a photo, 14 s with --locality, 7.2 s a "
-                        "photo at --batch 8, after ~60 s of compilation once per process; benchmarks/README.md)")
+                        "whole step one CUDA graph, compiled once per process (timings: benchmarks/README.md, *PTI "
+                        "speed*)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the cores other jobs leave free, "
                         "at least 1: on a shared machine fewer threads run faster)")
     parser.add_argument("--seed", type=int, default=0)

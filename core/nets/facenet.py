@@ -149,7 +149,7 @@ def graph_path() -> Path:
 
 @functools.cache
 def frozen_facenet() -> InceptionResnetV1:
-    """The graph's exact float32 weights in the port (eval, no parameter gradients), read once per process (~1 s):
+    """The graph's exact float32 weights in the port (eval, no parameter gradients), read once per process:
     what `core.identity` measures with."""
     net = InceptionResnetV1()
     net.load_state_dict(graph_state_dict(graph_path()))

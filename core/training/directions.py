@@ -154,7 +154,7 @@ def _condition_change(row: dict) -> str:
 def cached_samples(generator: Generator, generator_hash: str, n: int, seed: int, psi: float,
                    cache: str | Path | None) -> tuple[torch.Tensor, torch.Tensor]:
     """`sample_faces`, kept in `cache/samples-<generator hash>-<n>-seed<seed>-psi<psi>.npz` when a folder is
-    given (4,000 faces take ~17 minutes on one CPU core)."""
+    given (sampling and labelling thousands of faces takes minutes on a CPU)."""
     path = Path(cache) / f"samples-{generator_hash[:12]}-{n}-seed{seed}-psi{psi}.npz" if cache else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as stored:
