@@ -16,6 +16,7 @@ one GPU well: a 128 px step is launch-bound). `score` measures every snapshot ag
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -95,8 +96,10 @@ def run(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}; faces {list(picked)}", flush=True)
     for name in args.runs:
         if isinstance(RUNS[name], str):
-            options, steps = dict(PRESETS[RUNS[name]]), (0, -1)
-            options["autocast"] = options["autocast"] if args.bf16 else None
+            preset, steps = PRESETS[RUNS[name]], (0, -1)
+            options = {**dataclasses.asdict(preset), **preset.projection, "autocast": preset.autocast if args.bf16
+                       else None}
+            del options["projection"]
         else:
             (project_steps, project_lr, net), lr = RUNS[name]
             options = dict(project_steps=project_steps, project_lr=project_lr, lpips_net=net, lr=lr,

@@ -16,7 +16,7 @@ from PIL import Image
 
 from core import faces, identity
 from core.inversion import CHOICES, ENCODER_METHODS, InversionResult, invert
-from core.inversion.pti import preset_settings
+from core.inversion.pti import PRESETS
 from demos.common import NO_FACE, AppContext, Page, gpu, progress_callback, user_errors, user_message
 from demos.state import Session
 
@@ -107,13 +107,12 @@ def in_photo(ctx: AppContext, photo: str, image: torch.Tensor) -> Image.Image:
 
 def preset_locality(preset: str) -> bool:
     """Whether a preset of `core.inversion.PRESETS` runs PTI's locality regulariser: where the checkbox starts."""
-    return bool(preset_settings(preset)["locality"])
+    return PRESETS[preset].locality
 
 
 def preset_steps(preset: str) -> tuple[int, int]:
     """PTI's (pivot steps, tuning steps) under a preset of `core.inversion.PRESETS`: what the sliders start at."""
-    options = preset_settings(preset)
-    return options["project_steps"], options["steps"]
+    return PRESETS[preset].project_steps, PRESETS[preset].steps
 
 
 @gpu

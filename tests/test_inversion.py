@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import json
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from core.inversion import (
     pivotal_tuning,
 )
 from core.inversion.optimise import GRAPH_REPORT_EVERY, TargetLPIPS, noise_regularisation, projector_lr, speed_context
-from core.inversion.pti import to_scoring_size
+from core.inversion.pti import PTISettings, to_scoring_size
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
 
@@ -328,8 +327,7 @@ def test_fast_preset_projects_fewer_steps_with_its_own_settings_and_keywords_ove
     for preset in ("paper", "fast"):
         invert(G, target, "pti", preset=preset, steps=2, progress=lambda s, total, v: totals.append(total) or False)
     planned = {"paper": totals[0] - 2, "fast": totals[1] - 2}
-    paper_steps = inspect.signature(pivotal_tuning).parameters["project_steps"].default
-    assert planned == {"paper": paper_steps, "fast": PRESETS["fast"]["project_steps"]}
+    assert planned == {"paper": PTISettings().project_steps, "fast": PRESETS["fast"].project_steps}
     assert planned["fast"] < planned["paper"]
     short = {preset: invert(G, target, "pti", preset=preset, project_steps=4, steps=2, early_stop=None)
              for preset in ("fast", "paper")}
@@ -428,7 +426,7 @@ def test_default_pti_gives_back_the_person_on_held_out_faces(photo):
     measured = score(result.reconstruction, target)
     assert measured["psnr"] >= 26 and measured["lpips"] <= 0.02 and measured["ms_ssim"] >= 0.9, measured
     assert measured["same_person"] == 1, measured
-    assert len(result.losses["tune"]["lpips"]) <= PRESETS[default]["steps"]
+    assert len(result.losses["tune"]["lpips"]) <= PRESETS[default].steps
 
 
 @pytest.mark.slow
@@ -448,8 +446,8 @@ def test_default_pti_keeps_ws_edits_better_than_the_old_ten_times_lr():
     target = as_targets(pil_to_tensor(align_face(shared("data/faces/celeba/eval") / "2888_173211.jpg",
                                                  size=G.size).image), G.size)
     fast = PRESETS["fast"]
-    pivot, _ = make_pivot(G, target, "w", project_steps=fast["project_steps"], lr=fast["project_lr"],
-                          lpips_net="alex", autocast=fast["autocast"], channels_last=True)
+    pivot, _ = make_pivot(G, target, "w", project_steps=fast.project_steps, lr=fast.project_lr,
+                          autocast=fast.autocast, channels_last=True, **fast.projection)
     classifier, directions = load_attribute_classifier(), {d.name: d for d in load_directions()}
 
     def strength(draw) -> float:

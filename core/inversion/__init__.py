@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from core.faces import ImageSource, pil_to_tensor
 from core.inversion.optimise import Progress, fit_latents, project
-from core.inversion.pti import PIVOTS, PRESETS, encoder_pivot, locality_drift, make_pivot, pivotal_tuning
+from core.inversion.pti import PIVOTS, PRESETS, PTISettings, encoder_pivot, locality_drift, make_pivot, pivotal_tuning
 from core.inversion.result import InversionResult
 from core.nets.stylegan2 import Generator
 
@@ -60,6 +60,7 @@ __all__ = [
     "as_targets",
     "project",
     "pivotal_tuning",
+    "PTISettings",
     "fit_latents",
     "make_pivot",
     "encoder_pivot",
@@ -115,13 +116,13 @@ def invert(
     if method in ("w", "w+"):
         return project(G, targets, space=method, progress=progress, **options)
     if method == "pti":
-        settings = PRESETS[preset] | options
-        pivot = settings.get("pivot")
+        settings = PRESETS[preset].replace(**options)
+        pivot = settings.pivot
         if isinstance(pivot, str) and pivot in ENCODER_METHODS:  # an encoder's code as the pivot (PTI's e4e option)
             if encoder is None:
                 raise ValueError(f"pivot {pivot!r} needs encoder=... (e.g. core.registry.load_encoder('face128-e4e'))")
-            settings["pivot"] = encoder_pivot(encoder, size=encoder.encoder.input_size)
-        result = pivotal_tuning(G, targets, progress=progress, **settings)
+            settings = settings.replace(pivot=encoder_pivot(encoder, size=encoder.encoder.input_size))
+        result = pivotal_tuning(G, targets, settings, progress=progress)
         for each in result if isinstance(result, list) else [result]:
             each.options |= {"preset": preset} | ({"pivot": pivot} if isinstance(pivot, str) else {})
         return result

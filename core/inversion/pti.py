@@ -9,9 +9,10 @@ result keeps only its weight delta.
 from __future__ import annotations
 
 import copy
-import inspect
+import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -35,36 +36,69 @@ from core.nets.stylegan2 import Generator, as_wplus
 
 # The paper's pivot ablation (Sec. 4.4, Fig. 9): letter -> pivot source.
 PIVOTS = {"A": "w", "B": "w+", "C": "mean", "D": "random", "E": "joint-mean", "F": "joint-random"}
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+PivotSource = str | Encoder | torch.Tensor
+
+
+@dataclass(frozen=True)
+class PTISettings:
+    """Every setting of one PTI run: what `pivotal_tuning` runs, what a preset names, what a front door shows as its
+    controls' starting values. The defaults are the paper's (its official code's hyperparameters)."""
+
+    pivot: PivotSource = "w"  # PIVOTS' names, an encoder (image -> latent), or a latent tensor
+    project_steps: int = 450  # W / W+ pivot projection
+    project_lr: float = 0.01
+    steps: int = 350  # generator tuning
+    lr: float = 3e-4
+    l2_weight: float = 1.0
+    early_stop: float | None = 0.06  # LPIPS at >= EARLY_STOP_SIZE px; None: run every step
+    locality: bool = False  # the paper's regulariser (Sec. 3.3)
+    locality_weight: float = 0.1
+    locality_l2: float = 0.1
+    alpha: float = 30.0
+    psi: float = 0.5
+    locality_samples: int = 1
+    pivot_lr: float = 0.01  # joint pivots (E, F)
+    seed: int = 0
+    independent: bool = False  # N photos: one generator each, in one batched run (else multi-ID)
+    autocast: torch.dtype | None = None
+    channels_last: bool = False
+    compile: bool | str = False
+    cuda_graph: bool = False
+    projection: dict = field(default_factory=dict)  # more keywords of the pivot's projection (`fit_latents`)
+
+    def replace(self, **changes: object) -> PTISettings:
+        """These settings with `changes`: a field by its name, anything else a keyword of the projection."""
+        names = {f.name for f in dataclasses.fields(self)}
+        extra = {k: v for k, v in changes.items() if k not in names}
+        fields = {k: v for k, v in changes.items() if k in names}
+        return dataclasses.replace(self, **fields, projection={**self.projection, **fields.get("projection", {}),
+                                                                **extra})
+
+
+RUN_ONLY = ("pivot", "independent", "projection")  # settings a result's options record otherwise (or not at all)
+
 # Named settings for `invert(G, photo, "pti", preset=...)`; keywords given to `invert` override them. Reconstruction
 # and identity were measured on 40 held-out faces by `benchmarks/pti_curves.py`, editability on 25 by
 # `benchmarks/pti_editability.py` (benchmarks/README.md, "PTI: does tuning keep W's editability?").
-PRESETS: dict[str, dict[str, object]] = {
+PRESETS: dict[str, PTISettings] = {
     # The paper's: 450 W-projection steps with LPIPS-VGG and noise regularisation, then up to 350 tuning steps at
-    # lr 3e-4 (LPIPS-alex + L2), early stop at LPIPS 0.06 scored at >= 256 px; the keyword defaults of
-    # `pivotal_tuning`.
-    "paper": {},
+    # lr 3e-4 (LPIPS-alex + L2), early stop at LPIPS 0.06 scored at >= 256 px.
+    "paper": PTISettings(),
     # The CLI's and the app's default on the CPU: a 100-step projection with the cheaper AlexNet LPIPS at 3x the lr,
     # bf16 autocast + channels-last, then <= 100 tuning steps at 3x the paper's lr with the paper's locality
     # regulariser. The lr is the editability lever: at 10x the paper's (3e-3, this preset until session 14) the
     # tuned generator drew the embedded directions' edits at ~0.6 of W's strength; at 1e-3 with locality it draws
     # them about as strongly as the paper's own settings do, at the same reconstruction.
-    "fast": dict(project_steps=100, project_lr=0.03, lpips_net="alex", steps=100, lr=1e-3, locality=True,
-                 autocast=torch.bfloat16, channels_last=True),
+    "fast": PTISettings(project_steps=100, project_lr=0.03, steps=100, lr=1e-3, locality=True,
+                        autocast=torch.bfloat16, channels_last=True, projection={"lpips_net": "alex"}),
 }
-def preset_settings(preset: str) -> dict[str, object]:
-    """Every keyword of `pivotal_tuning` as the named preset of `PRESETS` runs it (its own values over the
-    function's defaults): what a front door shows as the starting values of its controls."""
-    defaults = {name: p.default for name, p in inspect.signature(pivotal_tuning).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    return defaults | PRESETS[preset]
 
 
 # PTI's early stop compares LPIPS with 0.06 on the paper's 1024 px images; its tables score LPIPS at 256 px. Images
 # smaller than this are upsampled to it for the early stop only: at 128 px LPIPS reaches 0.06 after ~25 steps,
 # when the reconstruction is often another person (identity 0.41, 30 % "same person" on the 40 faces above).
 EARLY_STOP_SIZE = 256
-Encoder = Callable[[torch.Tensor], torch.Tensor]
-PivotSource = str | Encoder | torch.Tensor
 
 
 def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -204,30 +238,11 @@ class PerPhotoWeights:
 def pivotal_tuning(
     G: Generator,
     targets: torch.Tensor,
+    settings: PTISettings | None = None,
     *,
-    pivot: PivotSource = "w",
-    project_steps: int = 450,
-    project_lr: float = 0.01,
-    steps: int = 350,
-    lr: float = 3e-4,
-    l2_weight: float = 1.0,
-    early_stop: float | None = 0.06,
-    locality: bool = False,
-    locality_weight: float = 0.1,
-    locality_l2: float = 0.1,
-    alpha: float = 30.0,
-    psi: float = 0.5,
-    locality_samples: int = 1,
-    pivot_lr: float = 0.01,
-    seed: int = 0,
-    independent: bool = False,
     progress: Progress | None = None,
-    autocast: torch.dtype | None = None,
-    channels_last: bool = False,
-    compile: bool | str = False,
-    cuda_graph: bool = False,
     watch: Callable[[int, torch.Tensor], None] | None = None,
-    **projection: object,
+    **changes: object,
 ) -> InversionResult | list[InversionResult]:
     """PTI of targets [N, 3, H, W] in [-1, 1]: N > 1 tunes one generator for all of them at once (multi-ID), or with
     `independent` one generator per photo in one batched run (`PerPhotoWeights`), returning one result per photo,
@@ -244,24 +259,29 @@ def pivotal_tuning(
     projected for `project_steps` at `project_lr`; extra keywords go to that projection (`fit_latents`).
     When `progress` returns False the run ends there and returns what it has. `watch(step, images)` sees every
     tuning step's reconstruction [N, 3, H, W] (after `step` updates, detached) without extra synthesis: what
-    quality-vs-steps curves are drawn from (benchmarks/pti_curves.py).
+    quality-vs-steps curves are drawn from (benchmarks/pti_curves.py). The settings are `settings` (default: the
+    paper's, `PTISettings()`) with `changes` (its fields by name; other keywords go to the projection).
     """
-    if cuda_graph and watch is not None:
+    cfg = (settings or PTISettings()).replace(**changes)
+    if cfg.cuda_graph and watch is not None:
         raise ValueError("watch reads every step's images in Python: it cannot run inside a CUDA graph")
     started = time.perf_counter()
     device = device_of(G)
     targets = targets.to(device, torch.float32)
     n = targets.shape[0]
-    name = PIVOTS.get(pivot, pivot) if isinstance(pivot, str) else pivot
+    name = PIVOTS.get(cfg.pivot, cfg.pivot) if isinstance(cfg.pivot, str) else cfg.pivot
     projecting = name in ("w", "w+")
-    total = (project_steps if projecting else 0) + steps
-    autocast = autocast if native_autocast(device, autocast) else None  # the options record what ran
-    speed = {"autocast": autocast, "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph}
-    ws, pivot_losses = make_pivot(G, targets, name, project_steps=project_steps, seed=seed, lr=project_lr,
-                                  progress=phase_progress(progress, "pivot", 0, total), **projection, **speed)
+    total = (cfg.project_steps if projecting else 0) + cfg.steps
+    # the options record what ran: no autocast where the device has no native one
+    cfg = dataclasses.replace(cfg, autocast=cfg.autocast if native_autocast(device, cfg.autocast) else None)
+    speed = {"autocast": cfg.autocast, "channels_last": cfg.channels_last, "compile": cfg.compile,
+             "cuda_graph": cfg.cuda_graph}
+    ws, pivot_losses = make_pivot(G, targets, name, project_steps=cfg.project_steps, seed=cfg.seed,
+                                  lr=cfg.project_lr, progress=phase_progress(progress, "pivot", 0, total),
+                                  **cfg.projection, **speed)
     pivot_seconds = time.perf_counter() - started
 
-    per_photo = PerPhotoWeights(G, n) if independent else None
+    per_photo = PerPhotoWeights(G, n) if cfg.independent else None
     if per_photo is None:
         tuned = copy.deepcopy(G).train().requires_grad_(False)
         weights = [p for key, p in tuned.named_parameters() if not key.startswith("style.")]  # synthesis only
@@ -271,15 +291,16 @@ def pivotal_tuning(
         weights = list(per_photo.params.values())
     joint = isinstance(name, str) and name.startswith("joint")
     ws = ws.clone().requires_grad_(joint)
-    groups = [{"params": weights, "lr": lr}] + ([{"params": [ws], "lr": pivot_lr}] if joint else [])
+    groups = [{"params": weights, "lr": cfg.lr}] + ([{"params": [ws], "lr": cfg.pivot_lr}] if joint else [])
 
     # each step's locality codes z, drawn for all steps at once (a step draws nothing, so a CUDA graph can hold it)
-    rng = torch.Generator(device).manual_seed(seed)
-    ball_z = torch.randn(steps if locality else 0, locality_samples, G.style_dim, generator=rng, device=device)
-    lpips_alex = TargetLPIPS(targets, "alex", channels_last=channels_last)
-    small = early_stop is not None and G.size < EARLY_STOP_SIZE
+    rng = torch.Generator(device).manual_seed(cfg.seed)
+    ball_z = torch.randn(cfg.steps if cfg.locality else 0, cfg.locality_samples, G.style_dim, generator=rng,
+                         device=device)
+    lpips_alex = TargetLPIPS(targets, "alex", channels_last=cfg.channels_last)
+    small = cfg.early_stop is not None and G.size < EARLY_STOP_SIZE
     lpips_stop = TargetLPIPS(to_scoring_size(targets), "alex") if small else None
-    k = locality_samples if locality else 0
+    k = cfg.locality_samples if cfg.locality else 0
     maps = G.noise_maps("const")
 
     def synthesis(latents: torch.Tensor) -> torch.Tensor:
@@ -297,7 +318,7 @@ def pivotal_tuning(
         tuned weights, and the ball latents' images by the original generator (inside, so a CUDA graph holds it)."""
         if ball is not None:
             latents = torch.cat([latents, ball])
-        with speed_context(device, autocast):
+        with speed_context(device, cfg.autocast):
             images = synthesis(latents).float()
         reconstruction = images[:n], lpips_alex(images[:n]), _mse(images[:n], targets)
         if ball is None:
@@ -306,15 +327,15 @@ def pivotal_tuning(
             originals = G.synthesis(ball, noise_mode="none")
         return *reconstruction, lpips_alex.model(images[n:], originals).flatten(), _mse(images[n:], originals)
 
-    forward = maybe_compile(forward, compile, cuda_graph)
+    forward = maybe_compile(forward, cfg.compile, cfg.cuda_graph)
 
     def loss_fn(step: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        ball = (ball_latents(G, ws.detach(), at_step(ball_z, step)[0], alpha=alpha, psi=psi)
-                if locality else None)
+        ball = (ball_latents(G, ws.detach(), at_step(ball_z, step)[0], alpha=cfg.alpha, psi=cfg.psi)
+                if cfg.locality else None)
         images, lp, l2, *regulariser = forward(as_wplus(ws, G.n_latent), ball)
         if watch is not None:
             watch(int(step), images.detach())
-        per_image = lp + l2_weight * l2
+        per_image = lp + cfg.l2_weight * l2
         logged = {"lpips": lp.mean(), "lpips_max": lp.max(), "mse": l2.mean()}
         stop_score = lp.detach()
         if lpips_stop is not None:
@@ -323,29 +344,28 @@ def pivotal_tuning(
                 logged["lpips_stop_max"] = stop_score.max()
         if regulariser:
             reg_lpips, reg_l2 = regulariser
-            per_image = per_image + locality_weight * (reg_lpips + locality_l2 * reg_l2).view(n, -1).mean(1)
+            per_image = per_image + cfg.locality_weight * (reg_lpips + cfg.locality_l2 * reg_l2).view(n, -1).mean(1)
             logged |= {"locality_lpips": reg_lpips.mean(), "locality_mse": reg_l2.mean()}
         if per_photo is None:
             return per_image.mean(), logged
-        if early_stop is not None:
-            per_photo.freeze(stop_score <= early_stop)
+        if cfg.early_stop is not None:
+            per_photo.freeze(stop_score <= cfg.early_stop)
             logged["photos_tuning"] = (~per_photo.done).sum()
         return per_image.sum(), logged  # each photo's gradient is its batch-1 run's
 
-    cancelled = projecting and len(pivot_losses.get("loss", ())) < project_steps  # progress said stop: no tuning
+    cancelled = projecting and len(pivot_losses.get("loss", ())) < cfg.project_steps  # progress said stop: no tuning
     if per_photo is not None:
-        stop_when = (lambda v: v["photos_tuning"] == 0) if early_stop is not None else None
+        stop_when = (lambda v: v["photos_tuning"] == 0) if cfg.early_stop is not None else None
     else:
-        stop_when = ((lambda v: v.get("lpips_stop_max", v["lpips_max"]) <= early_stop) if early_stop is not None
-                     else None)
-    tune_losses = run_adam(loss_fn, groups, 0 if cancelled else steps, stop_when=stop_when,
+        stop_when = ((lambda v: v.get("lpips_stop_max", v["lpips_max"]) <= cfg.early_stop)
+                     if cfg.early_stop is not None else None)
+    tune_losses = run_adam(loss_fn, groups, 0 if cancelled else cfg.steps, stop_when=stop_when,
                            after_step=per_photo.restore if per_photo is not None else None,
-                           progress=phase_progress(progress, "tune", total - steps, total), cuda_graph=cuda_graph)
+                           progress=phase_progress(progress, "tune", total - cfg.steps, total),
+                           cuda_graph=cfg.cuda_graph)
     finished = time.perf_counter()
-    options = dict(pivot=name if isinstance(name, str) else type(name).__name__, project_steps=project_steps,
-                   project_lr=project_lr, steps=steps, lr=lr, l2_weight=l2_weight, early_stop=early_stop,
-                   locality=locality, locality_weight=locality_weight, locality_l2=locality_l2, alpha=alpha, psi=psi,
-                   locality_samples=locality_samples, pivot_lr=pivot_lr, seed=seed, **projection, **speed)
+    options = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in RUN_ONLY}
+    options |= {"pivot": name if isinstance(name, str) else type(name).__name__, **cfg.projection}
     timings = {"pivot": pivot_seconds, "tune": finished - started - pivot_seconds, "total": finished - started}
     losses = {"pivot": pivot_losses, "tune": tune_losses}
     if per_photo is None:
