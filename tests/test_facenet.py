@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from official import shared
 
+from benchmarks.facenet_parity import opencv_forward, parity_faces
 from core.nets import facenet
 
 PARAMETERS = 23_467_824
@@ -45,9 +46,9 @@ def faces_and_reference():
     """4 real faces (2 FFHQ, 2 LFW photos of one person) as FaceNet inputs, and OpenCV's embeddings of them."""
     graph()
     pytest.importorskip("cv2", reason="the OpenCV reference needs opencv-python-headless 5.0 (requirements-dev.txt)")
-    inputs, people = facenet.parity_faces(ffhq=2, lfw_people=1, shared=shared("data/faces").parent.parent)
+    inputs, people = parity_faces(ffhq=2, lfw_people=1, shared=shared("data/faces").parent.parent)
     assert len(inputs) == 4 and people.tolist()[2] == people.tolist()[3]
-    return inputs, facenet.opencv_forward(inputs)
+    return inputs, opencv_forward(inputs)
 
 
 def test_matches_opencv_on_real_faces(net, faces_and_reference):

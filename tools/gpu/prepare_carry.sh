@@ -26,7 +26,7 @@ with open(source / "alexnet.ckpt", "rb") as f:
 half = {k: {n: {p: a.astype(np.float16) for p, a in conv.items()} for n, conv in v.items()} for k, v in weights.items()}
 (target / "alexnet.ckpt").write_bytes(pickle.dumps(half))
 EOF
-[ -f .carry/facenet/facenet-torch-int8.safetensors ] || $PY -m core.nets.facenet .carry/facenet
+[ -f .carry/facenet/facenet-torch-int8.safetensors ] || $PY -m benchmarks.facenet_parity .carry/facenet
 git show 4567058:models/face128/resume/D-00.safetensors > .carry/dualstylegan/faceD/D-00.safetensors
 git show 4567058:models/face128/resume/meta.json > .carry/dualstylegan/faceD/meta.json
 du -sh .bench .carry/facenet .carry/dualstylegan/faceD
