@@ -116,13 +116,14 @@ def invert(
     if method in ("w", "w+"):
         return project(G, targets, space=method, progress=progress, **options)
     if method == "pti":
+        watch = options.pop("watch", None)  # sees every tuning step's images: not a setting
         settings = PRESETS[preset].replace(**options)
         pivot = settings.pivot
         if isinstance(pivot, str) and pivot in ENCODER_METHODS:  # an encoder's code as the pivot (PTI's e4e option)
             if encoder is None:
                 raise ValueError(f"pivot {pivot!r} needs encoder=... (e.g. core.registry.load_encoder('face128-e4e'))")
             settings = settings.replace(pivot=encoder_pivot(encoder, size=encoder.encoder.input_size))
-        result = pivotal_tuning(G, targets, settings, progress=progress)
+        result = pivotal_tuning(G, targets, settings, progress=progress, watch=watch)
         for each in result if isinstance(result, list) else [result]:
             each.options |= {"preset": preset} | ({"pivot": pivot} if isinstance(pivot, str) else {})
         return result
