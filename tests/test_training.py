@@ -201,3 +201,15 @@ def test_prepare_real_photos(tmp_path: Path):
     pixels, names = decode_shard(shard_paths(dst)[0])
     assert pixels.shape[1:] == (64, 64, 3) and pixels.dtype == np.uint8 and "broken.jpg" not in names
     assert sum(s["images"] for s in train_split["shards"]) == train_split["kept"] >= 4
+
+
+def test_compact_parts_split_at_the_size_asked_and_read_back_whole(tmp_path):
+    """`--part-mb`: a compact state split into files of at most that size (0: one file a network), read back equal."""
+    from core.training.scaffold import RunConfig, read_parts, write_parts
+
+    tensors = {f"w{i}": torch.full((256, 256), float(i)) for i in range(4)}  # 256 KiB each
+    write_parts(tmp_path, "G", tensors, RunConfig(part_mb=0.6).part_bytes)
+    assert len(list(tmp_path.glob("G-*.safetensors"))) == 2
+    assert all(torch.equal(read_parts(tmp_path, "G")[k], v) for k, v in tensors.items())
+    write_parts(tmp_path, "G", tensors, RunConfig().part_bytes)  # replaces the old parts
+    assert [p.name for p in tmp_path.glob("G-*.safetensors")] == ["G-00.safetensors"]

@@ -385,9 +385,9 @@ class ExtrinsicTrainer:
     def save(self, folder: Path) -> None:
         compact = Path(folder) / "compact"
         compact.mkdir(parents=True, exist_ok=True)
-        write_parts(compact, "extrinsic", half(extrinsic_state(self.model)))
+        write_parts(compact, "extrinsic", half(extrinsic_state(self.model)), self.cfg.part_bytes)
         if self.stage == "style":
-            write_parts(compact, "D", half(self.D.state_dict()))
+            write_parts(compact, "D", half(self.D.state_dict()), self.cfg.part_bytes)
         meta = {"nimg": self.nimg, "step": self.step_index, "stage": self.stage,
                 "config": dataclasses.asdict(self.cfg), "generator_sha256": sha256_of(resolve(self.cfg.generator))}
         if self.stage == "style":  # the adaptive augmentation's p resumes where it was, not at its start value

@@ -288,9 +288,9 @@ class EncoderTrainer:
         """`compact/`: the encoder (and latent discriminator) in float16 parts + meta.json, what travels."""
         compact = Path(folder) / "compact"
         compact.mkdir(parents=True, exist_ok=True)
-        write_parts(compact, "encoder", half(self.encoder.state_dict()))
+        write_parts(compact, "encoder", half(self.encoder.state_dict()), self.cfg.part_bytes)
         if self.e4e:
-            write_parts(compact, "D", half(_unwrap(self.D).state_dict()))
+            write_parts(compact, "D", half(_unwrap(self.D).state_dict()), self.cfg.part_bytes)
         meta = {"nimg": self.nimg, "step": self.step_index, "config": dataclasses.asdict(self.cfg),
                 "generator_sha256": generator_sha256(self.cfg.generator)}
         (compact / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")

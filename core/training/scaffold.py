@@ -28,7 +28,6 @@ from tqdm import tqdm
 
 from core.faces import to_uint8
 
-PART_BYTES = 15 * 2**20  # parts stay under the project's 20 MB limit for a file in git
 SAVE_RESERVE_S = 20.0  # seconds of a time budget kept for saving at the end
 
 
@@ -43,6 +42,11 @@ class RunConfig:
     metric_kimg: float = 0.0  # measure quality every this many kimg, at the start and at the end (0: never)
     seed: int = 0
     device: str = "auto"
+    part_mb: float = 0.0  # compact checkpoints split into files of at most this many MiB (0: one file per network)
+
+    @property
+    def part_bytes(self) -> int:
+        return int(self.part_mb * 2**20)
 
 
 def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
@@ -95,15 +99,15 @@ class StepMeans:
         return dict(zip(values, stacked.tolist(), strict=True))
 
 
-def write_parts(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_bytes: int = PART_BYTES) -> None:
-    """Write `tensors` as `{name}-00.safetensors`, `{name}-01...`, each at most `max_bytes`."""
+def write_parts(folder: Path, name: str, tensors: dict[str, torch.Tensor], max_bytes: int = 0) -> None:
+    """Write `tensors` as `{name}-00.safetensors`, `{name}-01...`, each at most `max_bytes` (0: one file)."""
     for old in folder.glob(f"{name}-*.safetensors"):
         old.unlink()
     parts: list[dict[str, torch.Tensor]] = [{}]
     used = 0
     for key, value in tensors.items():
         size = value.numel() * value.element_size()
-        if parts[-1] and used + size > max_bytes:
+        if max_bytes and parts[-1] and used + size > max_bytes:
             parts.append({})
             used = 0
         parts[-1][key] = value.detach().cpu().contiguous()

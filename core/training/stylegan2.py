@@ -251,7 +251,7 @@ class Trainer:
     def save_best(self, folder: Path) -> None:
         """The EMA generator alone (float16 parts + meta.json): what `export` ships if it stays the best."""
         folder.mkdir(parents=True, exist_ok=True)
-        write_parts(folder, "G_ema", {**half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg})
+        write_parts(folder, "G_ema", {**half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg}, self.cfg.part_bytes)
         (folder / "meta.json").write_text(json.dumps({"nimg": self.nimg, "config": dataclasses.asdict(self.cfg)},
                                                      indent=1) + "\n")
 
@@ -300,9 +300,9 @@ class Trainer:
         """G, D and G_ema in float16 parts plus `meta.json`: ~2 bytes a parameter, no optimiser state."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_parts(folder, "G", {**half(self.G.state_dict()), "w_avg": self.G.w_avg})
-        write_parts(folder, "G_ema", {**half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg})
-        write_parts(folder, "D", half(self.D.state_dict()))
+        write_parts(folder, "G", {**half(self.G.state_dict()), "w_avg": self.G.w_avg}, self.cfg.part_bytes)
+        write_parts(folder, "G_ema", {**half(self.G_ema.state_dict()), "w_avg": self.G_ema.w_avg}, self.cfg.part_bytes)
+        write_parts(folder, "D", half(self.D.state_dict()), self.cfg.part_bytes)
         meta = {"nimg": self.nimg, "step": self.step_index, "aug_p": float(self.augment.p),
                 "pl_mean": float(self.path_length.mean), "config": dataclasses.asdict(self.cfg)}
         (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -18,7 +18,7 @@ python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=$PWD/.bench/site_half:/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p "$(dirname "$run")"
 if [ ! -d "$run" ] && [ -d ".carry/dualstylegan/$name" ]; then cp -r ".carry/dualstylegan/$name" "$run"; fi
-python3 -m core.train dualstylegan --out "$run" --minutes "$minutes" "$@" > "$run.log" 2>&1 || true
+python3 -m core.train dualstylegan --out "$run" --minutes "$minutes" --part-mb 15 "$@" > "$run.log" 2>&1 || true
 tail -n 6 "$run.log"
 cp "$run.log" "$run/train.log"
 if [ -f "$run/$name.safetensors" ]; then               # finished: the exported style, in 15 MiB pieces (files over 16 MiB

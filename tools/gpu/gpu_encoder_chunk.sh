@@ -33,7 +33,7 @@ for run in $runs; do
   start_var=START_$name; resume=(${!start_var:-})
   if [ -f "runs/$name/compact/meta.json" ]; then resume=(--resume "runs/$name/compact")   # a warm machine's state
   elif [ -f ".carry/encoders/$name/meta.json" ]; then resume=(--resume ".carry/encoders/$name"); fi
-  python3 -m core.train encoder --arch "$arch" --data "$data" --out "runs/$name" --minutes "$minutes" \
+  python3 -m core.train encoder --arch "$arch" --data "$data" --out "runs/$name" --minutes "$minutes" --part-mb 15 \
     "${resume[@]}" "${facenet[@]}" "$@" > "runs-$name.log" 2>&1 &
 done
 wait || true

@@ -9,6 +9,7 @@
 # train resumes from a carried compact .carry/v2/state the first time this machine sees it (Adam's moments restart),
 # else from the warm machine's exact runs/v2/state.pt (fp32 nets, Adam, RNGs): a carried folder stays on the machine
 # between calls, and is not taken again.
+# Compact states are written in 15 MiB parts (`--part-mb 15`): the committed resume state stays under git's 20 MB a file.
 # Carry: .bench (lpips / pytorch-msssim wheels, the float16 AlexNet trunk the in-loop metric uses) on every train call.
 # Out:  state.tar.NN  G, G_ema, D float16 parts + meta.json (what the next session resumes from), 15 MiB pieces
 #       best.tar.NN   the best G_ema by the in-loop FD, when it is not the last one
@@ -46,7 +47,7 @@ else
   exit 3
 fi
 echo "resume from $resume; data $(du -sh "$run/data" | cut -f1)"
-python -m core.train stylegan2 --data "$run/data" --out "$run" --minutes "$minutes" --resume "$resume" "$@" 2>&1 |
+python -m core.train stylegan2 --data "$run/data" --out "$run" --minutes "$minutes" --resume "$resume" --part-mb 15 "$@" 2>&1 |
   tee -a "$run/train.log"
 tar cf - -C "$run/compact" . | split -b 15M -d - "$out/state.tar."
 if [ -f "$run/best/meta.json" ] && ! cmp -s <(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['nimg'])" \
