@@ -137,9 +137,10 @@ class Style:
                                         noise_mode="const").clamp(-1, 1)
 
 
-def read_style(path: str | os.PathLike, generator: Generator, generator_file: str | os.PathLike) -> Style:
-    """A file of `export_style` over `generator` (shared), refused when made for another generator than the one
-    `generator_file` holds."""
+def read_style(path: str | os.PathLike, generator: Generator, generator_file: str | os.PathLike | None = None
+               ) -> Style:
+    """A file of `export_style` over `generator` (shared); with `generator_file`, refused when made for another
+    generator than the one that file holds."""
     tensors, meta = artifacts.read(path, "style", made_for=generator_file)
     extrinsic = tensors.pop("exemplars.extrinsic").float()
     intrinsic = tensors.pop("exemplars.intrinsic").float()
@@ -180,7 +181,7 @@ def load_style(name_or_path: str | os.PathLike, *, generator: str | os.PathLike 
     generator_file = resolve_kind(generator, KINDS["generator"].registry)
     artifacts.read(path, "style", made_for=generator_file, tensors=False)  # refused before a generator is loaded
     decoder = decoder if decoder is not None else load_generator(generator_file, device)
-    style = read_style(path, decoder.requires_grad_(False), generator_file)
+    style = read_style(path, decoder.requires_grad_(False))  # made for generator_file: checked above
     style.structure = recommended_structure(str(name_or_path))
     return style
 
