@@ -25,72 +25,13 @@ from core.training.reference_edit import train as train_reference_edit
 from core.training.scaffold import add_config_options
 from core.training.stylegan2 import TrainConfig, export_generator, save_grid, train
 
-HELP = {
-    "data": "folder of train-*.npz shards from `python -m core.data prepare` (or one shard file)",
-    "out": "output folder: log.jsonl, samples-*.png, state.pt (exact resume), compact/ (float16 resume)",
-    "resume": "state.pt or a compact/ folder to continue from (its network widths are used)",
-    "channel_base": "widths: channels(res) = min(channel_base // res, channel_max)",
-    "batch": "images per step over all processes",
-    "r1_gamma": "R1 weight (default: StyleGAN2-ADA's 0.0002 * size^2 / batch)",
-    "ema_kimg": "half-life of the EMA generator in kimg (default: batch * 10 / 32)",
-    "augment": "'ada': DiffAugment ops with ADA's adaptive p; 'fixed': p = --aug-p; 'none'",
-    "kimg": "stop when this many thousand images were seen in total",
-    "minutes": "wall-clock budget of this run; it saves and stops before it runs out (0: none)",
-    "amp": "bf16 autocast of the main phases (GPU; measured in benchmarks/train_speed.py)",
-    "amp_regularisers": "with --amp, also R1 and path length in bf16",
-    "compile": "torch.compile the main phases and the augmentation (measured in benchmarks/train_speed.py)",
-    "compile_mode": "torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune",
-    "metric_kimg": "measure quality (--metrics) every this many kimg, at the start and the end; keep the best G_ema in "
-                   "OUT/best (0: never)",
-    "metrics": "core.training.metrics names, comma-separated (against heldout-*.npz beside the data)",
-    "metric_samples": "generated images per measurement",
-}
-
-
-ENCODER_HELP = {
-    "arch": "psp, e4e or style_transformer",
-    "generator": "registry name or generator file the encoder inverts (kept frozen)",
-    "data": "folder of train-*.npz shards (real faces) and optionally heldout-*.npz (sample grid, held-out loss)",
-    "out": "output folder: log.jsonl, samples-*.png, compact/ (float16, resumable)",
-    "resume": "a compact/ folder to continue from (its network widths are used)",
-    "synthetic": "share of each batch drawn from the generator with known W+ (1: no real data needed)",
-    "identity": "identity loss weight (-1: the paper's, pSp 0.1 / e4e 0.5; 0: off)",
-    "latent": "weight of the W+ loss on synthetic samples",
-    "minutes": HELP["minutes"],
-    "kimg": HELP["kimg"],
-}
-REFERENCE_EDIT_HELP = {
-    "encoder": "Style Transformer encoder (registry name or file) whose W+ codes are classified and edited",
-    "data": "prepared shards: train-*.npz are encoded and trained on, heldout-*.npz give the accuracy table",
-    "labels": "CelebA attributes.csv (file, identity, split, 40 x ±1)",
-    "synthetic": "generator samples added, labelled by the image attribute classifier",
-    "cache": "folder where the encoded codes are kept (a rerun skips the encoding)",
-    "attributes": "attributes the edit transformer learns to take from a reference",
-}
-
-DUALSTYLEGAN_HELP = {
-    "styles": "folder of style images (any size; aligned here, centre-cropped when no face is found); without it "
-              "only stage II runs, which depends on the generator alone, and is exported as OUT/stage2.safetensors",
-    "kimg": "unused here: each phase has its own length (--finetune-kimg, --pretrain-kimg, --style-kimg)",
-    "name": "the style's name ('' = the folder's name)",
-    "generator": "registry name or generator file of the face model (kept frozen)",
-    "encoder": "the face model's Z+ encoder (registry name or file)",
-    "discriminator": "a compact folder with the face model's D-*.safetensors to start the style D from",
-    "pretrained": "stage II to start from: '' = the one shipped for the generator (trained here when none is), a "
-                  "registry name or file (OUT/stage2.safetensors of a stage II run), a pretrain/ folder, or 'train'",
-    "out": "output folder: styles.npz, finetune/, codes.safetensors, pretrain/, style/, NAME.safetensors",
-    "minutes": HELP["minutes"] + "; the next run resumes where this one stopped",
-    "stop_after": "align, finetune or codes: stop after that phase (align where dlib is, e.g. before a GPU call; "
-                  "codes when a GPU call cannot carry FaceNet yet)",
-}
-
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m core train", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     stylegan2 = commands.add_parser("stylegan2", help="train a StyleGAN2 generator + discriminator",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(stylegan2, TrainConfig, HELP, required=("data",))
+    add_config_options(stylegan2, TrainConfig, required=("data",))
     export = commands.add_parser("export", help="write a compact checkpoint's G_ema as the shipped generator file")
     export.add_argument("compact", help="a compact/ folder (G_ema-*.safetensors + meta.json)")
     export.add_argument("path", help="output .safetensors (float16, loads with core.checkpoints)")
@@ -103,25 +44,26 @@ def parser() -> argparse.ArgumentParser:
     samples.add_argument("--seed", type=int, default=0)
     attributes = commands.add_parser("attributes", help="train the CelebA attribute classifier's heads",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    attributes.add_argument("--data", required=True, help=HELP["data"] + " plus heldout-*.npz (the report)")
+    attributes.add_argument("--data", required=True,
+                            help="folder of train-*.npz and heldout-*.npz shards from `python -m core.data prepare`")
     attributes.add_argument("--labels", required=True, help="CelebA attributes.csv (file, identity, split, 40 x ±1)")
     attributes.add_argument("--out", default="models/face128/attributes.safetensors")
     attributes.add_argument("--cache", help="folder to keep the backbone features in (a rerun then takes seconds)")
     attributes.add_argument("--steps", type=int, default=150, help="L-BFGS iterations per fit")
     encoder = commands.add_parser("encoder", help="train a pSp, e4e or Style Transformer encoder for a generator",
                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(encoder, EncoderConfig, ENCODER_HELP)
+    add_config_options(encoder, EncoderConfig)
     export_enc = commands.add_parser("export-encoder", help="write a compact encoder checkpoint as the shipped file")
     export_enc.add_argument("compact", help="a compact/ folder (encoder-*.safetensors + meta.json)")
     export_enc.add_argument("path", help="output .safetensors (float16, loads with core.registry.load_encoder)")
     reference = commands.add_parser("reference-edit", help="train the Style Transformer's latent attribute classifier "
                                     "and edit transformer (reference-based editing) on encoded faces",
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(reference, ReferenceEditConfig, REFERENCE_EDIT_HELP, required=("data", "labels"))
+    add_config_options(reference, ReferenceEditConfig, required=("data", "labels"))
     dual = commands.add_parser("dualstylegan", help="train DualStyleGAN on a folder of style images (fine-tune, "
                                "destylise, progressive fine-tuning) and export the style",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_config_options(dual, DualStyleGANConfig, DUALSTYLEGAN_HELP)
+    add_config_options(dual, DualStyleGANConfig)
     export_dual = commands.add_parser("export-style", help="write a finished DualStyleGAN run as the shipped style")
     export_dual.add_argument("run", help="the run's output folder (style/compact, codes.safetensors, styles.npz)")
     export_dual.add_argument("path", help="output .safetensors (loads with core.style.load_style)")

@@ -213,3 +213,28 @@ def test_compact_parts_split_at_the_size_asked_and_read_back_whole(tmp_path):
     assert all(torch.equal(read_parts(tmp_path, "G")[k], v) for k, v in tensors.items())
     write_parts(tmp_path, "G", tensors, RunConfig().part_bytes)  # replaces the old parts
     assert [p.name for p in tmp_path.glob("G-*.safetensors")] == ["G-00.safetensors"]
+
+
+def test_option_help_is_read_from_the_config_dataclass():
+    """Help is written once, beside the default: a trailing comment, continued by deeper-indented comment lines; a
+    subclass that redeclares a field without a comment keeps its parent's help; a section comment is nobody's."""
+    import argparse
+
+    from core.training.scaffold import RunConfig, add_config_options, field_help
+
+    @dataclasses.dataclass
+    class Config(RunConfig):
+        kimg: float = 3.0
+        # a section header
+        width: int = 8  # channels of the
+            # first layer
+        depth: int = 2
+
+    help = field_help(Config)
+    assert help["width"] == "channels of the first layer" and help["depth"] == ""
+    assert help["kimg"] == field_help(RunConfig)["kimg"] != ""
+    parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_options(parser, Config)
+    text = " ".join(parser.format_help().split())
+    assert "--width WIDTH channels of the first layer (default: 8)" in text and "--depth DEPTH default: 2" in text
+    assert parser.parse_args(["--width", "4"]).width == 4

@@ -72,17 +72,19 @@ from core.training.stylegan2 import TrainConfig, Trainer
 class DualStyleGANConfig(RunConfig):
     """Every knob of the pipeline; loss weights as the paper's where they carry over."""
 
-    styles: str = ""  # a folder of style images (any size; aligned here); '' = stage II only
+    styles: str = ""  # a folder of style images (any size; aligned here, centre-cropped when no face is found); ''
+        # = stage II only, which depends on the generator alone and is exported as OUT/stage2.safetensors
     name: str = ""  # the style's name ('' = the folder's)
     generator: str = "default"  # the face generator (frozen), registry name or file
     encoder: str = "face128-psp-zplus"  # its Z+ encoder (registry name or file)
     discriminator: str = ""  # face discriminator weights (compact folder with D-*.safetensors) for G' ('' = fresh)
     pretrained: str = ""  # stage II: '' = the registry's for the generator (else trained here), a shipped file
-    # (`export_stage2`), a `pretrain/` folder of another run, or 'train' (train it in out/pretrain)
+        # (`export_stage2`), a `pretrain/` folder of another run, or 'train' (train it in out/pretrain)
     facenet: str = ""  # FaceNet weights for the identity loss ('' = the converted cache)
-    out: str = "runs/dualstylegan"
+    out: str = "runs/dualstylegan"  # output folder: styles.npz, finetune/, codes.safetensors, pretrain/, style/,
+        # NAME.safetensors
     stop_after: str = ""  # align | finetune | codes: stop after that phase (align needs dlib, which a GPU machine
-    # lacks; a GPU call may lack what the next phase needs)
+        # lacks; a GPU call may lack what the next phase needs)
     res_index: int = 6  # ModRes blocks after convs 0..res_index (structure), colour transforms above
     batch: int = 16
     amp: bool = True  # bf16 autocast (GPU)
@@ -107,7 +109,7 @@ class DualStyleGANConfig(RunConfig):
     jitter: float = 0.1  # std of the noise on an exemplar's extrinsic Z+ code when it is rebuilt (the paper's)
     modres_l2: float = 0.015  # x the sum of the ModRes weights' norms (the paper's L_reg)
     r1: float = 0.1
-    kimg: float = 0.0  # unused: each phase has its own length
+    kimg: float = 0.0  # unused here: each phase has its own length (--finetune-kimg, --pretrain-kimg, --style-kimg)
     sample_minutes: float = 2.0
 
     @property

@@ -62,12 +62,13 @@ NETWORK_FIELDS = ("arch", "latent_space", "backbone", "widths", "units", "head_w
 class EncoderConfig(RunConfig):
     """Every knob of an encoder run; loss weights default to the papers' face-encoding settings."""
 
-    arch: str = "psp"  # psp | e4e | style_transformer
+    arch: str = "psp"  # psp, e4e or style_transformer
     latent_space: str = "w+"  # w+ | z+ (one z per layer, mapped by the generator's frozen mapping network)
-    generator: str = "default"  # registry name or generator file (frozen)
-    data: str = ""  # prepared shards (train-*.npz, optional heldout-*.npz for the sample grid and held-out loss)
-    out: str = "runs/encoder"
-    resume: str | None = None
+    generator: str = "default"  # registry name or generator file the encoder inverts (kept frozen)
+    data: str = ""  # folder of train-*.npz shards (real faces) and optionally heldout-*.npz (sample grid, held-out
+        # loss)
+    out: str = "runs/encoder"  # output folder: log.jsonl, samples-*.png, compact/ (float16, resumable)
+    resume: str | None = None  # a compact/ folder to continue from (its network widths are used)
     init: str = ""  # start from these encoder weights (a compact folder or a shipped .safetensors), at 0 kimg
     # network: an IR-SE pyramid sized for a 128 px input on a 2-core CPU (~7.7M parameters)
     backbone: str = "ir_se"
@@ -76,7 +77,7 @@ class EncoderConfig(RunConfig):
     head_width: int = 64  # pSp / e4e: the map2style heads
     ff_dim: int = 1024  # Style Transformer: the attention layers' feed-forward width (they run at widths[3])
     # data
-    synthetic: float = 0.5  # share of each batch drawn from the generator (known W+, latent loss)
+    synthetic: float = 0.5  # share of each batch drawn from the generator with known W+ (1: no real data needed)
     psi_min: float = 0.5  # synthetic samples are truncated with psi uniform in [psi_min, 1]
     mixing: float = 0.5  # probability that a synthetic sample mixes two latents (W+ beyond W)
     mirror: bool = True
@@ -84,7 +85,7 @@ class EncoderConfig(RunConfig):
     l2: float = 1.0
     lpips: float = 0.8
     identity: float = -1.0  # -1: the paper's (pSp 0.1, e4e 0.5); 0: off (no FaceNet needed)
-    latent: float = 1.0
+    latent: float = 1.0  # weight of the W+ loss on synthetic samples
     w_norm: float = 0.0
     delta_reg: float = 2e-4  # e4e
     w_discriminator: float = 0.1  # e4e

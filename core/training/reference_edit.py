@@ -43,11 +43,11 @@ class ReferenceEditConfig:
     """Every knob of a run; the defaults trained the shipped `face128-reference-edit`."""
 
     encoder: str = "face128-style-transformer"  # whose codes are edited (registry name or file)
-    generator: str = "default"
+    generator: str = "default"  # the generator the encoder was trained for (registry name or file)
     data: str = ""  # prepared shards: train-*.npz (codes to train on), heldout-*.npz (accuracy); required
     labels: str = ""  # CelebA's attributes.csv (file, identity, split, 40 x ±1); required
     synthetic: int = 8000  # generator samples added to the encoded photos (soft labels from the image classifier)
-    out: str = "models/face128/reference-edit.safetensors"
+    out: str = "models/face128/reference-edit.safetensors"  # the exported editor
     cache: str = "runs/reference_edit"  # encoded codes are kept here: a rerun skips the encoding
     attributes: str = ",".join(EDIT_ATTRIBUTES)  # what the edit transformer learns to take from a reference
     hidden: str = "512,256"  # the latent classifier's shared MLP after the flattened W+
@@ -58,9 +58,9 @@ class ReferenceEditConfig:
     lr: float = 1e-3
     edit_lr: float = 3e-4
     edit_weights: str = "1,1,1"  # the paper's loss terms: stay near the source code, take the reference's
-    # embedding of the attribute, keep the source's embeddings of the others
+        # embedding of the attribute, keep the source's embeddings of the others
     correlated: float = 1.0  # attributes whose labels correlate with the target's beyond this (|Pearson r|) are not
-    # held still: a smile brings an open mouth and high cheekbones (1.0: hold every other one, as the paper)
+        # held still: a smile brings an open mouth and high cheekbones (1.0: hold every other one, as the paper)
     seed: int = 0
 
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import inspect
+import io
 import json
 import os
+import re
 import time
+import tokenize
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,11 +41,12 @@ class RunConfig:
 
     kimg: float = 25000.0  # stop when this many thousand images were seen in total
     minutes: float = 0.0  # wall-clock budget of this process (0: none); stops cleanly, saving first
-    log_kimg: float = 4.0
-    sample_minutes: float = 5.0
-    metric_kimg: float = 0.0  # measure quality every this many kimg, at the start and at the end (0: never)
+    log_kimg: float = 4.0  # log a line every this many kimg
+    sample_minutes: float = 5.0  # write a sample grid every this many minutes
+    metric_kimg: float = 0.0  # measure quality every this many kimg, at the start and at the end; keep the best
+        # snapshot in OUT/best (0: never)
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto: the GPU when there is one, else cpu
     part_mb: float = 0.0  # compact checkpoints split into files of at most this many MiB (0: one file per network)
 
     @property
@@ -295,14 +300,41 @@ def _option_type(annotation: str) -> type:
     return str
 
 
-def add_config_options(parser: argparse.ArgumentParser, config: type, help: dict[str, str],
-                       required: tuple[str, ...] = ()) -> None:
-    """One `--option` per field of the dataclass `config`, with its default (booleans get `--no-...`)."""
+def field_help(config: type) -> dict[str, str]:
+    """Each field's help, read from the dataclass source: the comment after the field, continued by the comment
+    lines under it that are indented deeper. So an option's help is written once, beside the default it explains;
+    a subclass that redeclares a field redeclares its help."""
+    help: dict[str, str] = {}
+    for cls in reversed(config.__mro__):
+        if "__dataclass_fields__" not in vars(cls):
+            continue
+        field, field_indent = None, 0
+        for line in inspect.getsource(cls).splitlines():
+            text, indent = line.strip(), len(line) - len(line.lstrip())
+            if text.startswith("#"):
+                if field is not None and indent > field_indent:
+                    help[field] += " " + text.lstrip("# ")
+                else:
+                    field = None
+                continue
+            declared = re.match(r"(\w+)\s*:", text)
+            field = declared[1] if declared and declared[1] in cls.__dataclass_fields__ else None
+            if field is not None:
+                field_indent = indent
+                comments = [t.string for t in tokenize.generate_tokens(io.StringIO(text + "\n").readline)
+                            if t.type == tokenize.COMMENT]
+                help[field] = comments[0].lstrip("# ") if comments else help.get(field, "")
+    return help
+
+
+def add_config_options(parser: argparse.ArgumentParser, config: type, required: tuple[str, ...] = ()) -> None:
+    """One `--option` per field of the dataclass `config`, with its default and help (`field_help`); booleans get
+    `--no-...`."""
+    help = field_help(config)
     for field in dataclasses.fields(config):
         kind, flag = _option_type(str(field.type)), "--" + field.name.replace("_", "-")
+        text = help.get(field.name) or "default: %(default)s"
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=help.get(field.name, " "))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=text)
         else:
-            parser.add_argument(flag, type=kind, default=field.default, help=help.get(field.name, " "),
-                                required=field.name in required)
+            parser.add_argument(flag, type=kind, default=field.default, help=text, required=field.name in required)

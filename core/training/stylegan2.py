@@ -58,46 +58,45 @@ NETWORK_FIELDS = ("size", "style_dim", "n_mlp", "channel_base", "channel_max", "
 class TrainConfig(RunConfig):
     """Every knob of a run, with StyleGAN2-ADA's defaults where it has them (`None` = its auto rule)."""
 
-    data: str = ""
-    out: str = "runs/stylegan2"
-    resume: str | None = None
+    data: str = ""  # folder of train-*.npz shards from `python -m core.data prepare` (or one shard file)
+    out: str = "runs/stylegan2"  # output folder: log.jsonl, samples-*.png, state.pt (exact resume), compact/ (float16
+        # resume)
+    resume: str | None = None  # state.pt or a compact/ folder to continue from (its network widths are used)
     # networks
     size: int = 128
     style_dim: int = 512
     n_mlp: int = 8
-    channel_base: int = 8192
+    channel_base: int = 8192  # widths: channels(res) = min(channel_base // res, channel_max)
     channel_max: int = 256
     mbstd_group: int = 4
     # optimisation
-    batch: int = 32  # over all processes
+    batch: int = 32  # images per step over all processes
     lr: float = 0.0025
-    r1_gamma: float | None = None  # auto: 0.0002 * size^2 / batch
+    r1_gamma: float | None = None  # R1 weight (default: StyleGAN2-ADA's 0.0002 * size^2 / batch)
     r1_interval: int = 16
     pl_weight: float = 2.0
     pl_interval: int = 4
     pl_batch_shrink: int = 2
     style_mixing: float = 0.9
-    ema_kimg: float | None = None  # auto: batch * 10 / 32
+    ema_kimg: float | None = None  # half-life of the EMA generator in kimg (default: batch * 10 / 32)
     ema_rampup: float = 0.05
     # augmentation
-    augment: str = "ada"  # 'ada' (adaptive p), 'fixed' (p = aug_p), 'none'
-    aug_p: float = 0.0
-    ada_target: float = 0.6
+    augment: str = "ada"  # 'ada': DiffAugment ops with ADA's adaptive p; 'fixed': p = --aug-p; 'none'
+    aug_p: float = 0.0  # augmentation probability (the start of ADA's)
+    ada_target: float = 0.6  # ADA raises p while the discriminator's sign on reals is above this
     ada_kimg: float = 100.0
     ada_interval: int = 4
     mirror: bool = True
-    # speed
-    # bf16 autocast of the main phases (GPU only). Measured on the H100 (benchmarks/README.md): at the embedded widths
-    # it is slower than fp32 (TF32), compiled or not; at the official ones it pays (6.1 -> 4.5 s/kimg eager).
-    # `amp_regularisers` extends it to R1 and path length (same speed, less memory).
-    amp: bool = False
-    amp_regularisers: bool = False
+    # speed (what pays where: benchmarks/README.md, the training speed tables)
+    amp: bool = False  # bf16 autocast of the main phases (GPU; measured in benchmarks/train_speed.py)
+    amp_regularisers: bool = False  # with --amp, also R1 and path length in bf16
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile the main phases and the augmentation (measured in benchmarks/train_speed.py)
     compile_mode: str = "default"  # torch.compile's mode: "default", "reduce-overhead" (CUDA graphs), ...
     # quality in the loop (needs heldout-*.npz beside the training shards; `metric_kimg` 0 turns it off)
-    metrics: str = "alex"  # names in core.training.metrics.METRICS, comma-separated; the first picks the best
-    metric_samples: int = 1000
+    metrics: str = "alex"  # core.training.metrics names, comma-separated, measured against heldout-*.npz beside the
+        # data; the first picks the best
+    metric_samples: int = 1000  # generated images per measurement
 
     @property
     def gamma(self) -> float:
