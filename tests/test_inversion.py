@@ -27,10 +27,11 @@ from core.inversion import (
     make_pivot,
     pivotal_tuning,
 )
-from core.inversion.optimise import GRAPH_REPORT_EVERY, TargetLPIPS, noise_regularisation, projector_lr, speed_context
+from core.inversion.optimise import GRAPH_REPORT_EVERY, TargetLPIPS, noise_regularisation, projector_lr
 from core.inversion.pti import PTISettings, to_scoring_size
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator
+from core.runtime import speed_context
 
 FFHQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "ffhq"
 FAST = dict(lr=3e-3)  # tuning lr for tests (see module docstring)

@@ -13,7 +13,6 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from typing import Literal
 
 import lpips
@@ -24,6 +23,7 @@ from torch import nn
 from core.inversion.result import InversionResult
 from core.measures import get_lpips
 from core.nets.stylegan2 import Generator, as_wplus
+from core.runtime import capture_cuda_graph, maybe_compile, side_stream, speed_context
 
 Progress = Callable[[int, int, dict[str, float]], "bool | None"]
 """progress(step, total, losses): called after every step; returning False stops early (raising aborts)."""
@@ -199,65 +199,11 @@ def run_adam(
     return {key: [values[i] for values in history] for i, key in enumerate(log["keys"])}
 
 
-def side_stream(one_step: Callable[[], None]) -> None:
-    """A warm-up step before capture, on a side stream as PyTorch's whole-network capture recipe runs them: they
-    create Adam's state and the log, and let cuDNN choose its algorithms, outside the graph."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        one_step()
-    torch.cuda.current_stream().wait_stream(side)
-
-
-def capture_cuda_graph(one_step: Callable[[], None]) -> Callable[[], None]:
-    """`one_step` captured as one CUDA graph; returns its replay. The step frees the gradients before its backward,
-    so the captured backward allocates them in the graph's pool and every replay rewrites them in place. Capturing
-    records the step without running it."""
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        one_step()
-    return graph.replay
-
-
 def phase_progress(progress: Progress | None, phase: str, offset: int, total: int) -> Progress | None:
     """Maps one phase's steps onto the whole run's count (PTI: projection, then tuning) and names the phase."""
     if progress is None:
         return None
     return lambda step, steps, values: progress(offset + step, total, {**values, "phase": phase})
-
-
-def native_autocast(device: torch.device, autocast: torch.dtype | None) -> bool:
-    """Whether autocast to this dtype pays here. A CPU without oneDNN's bf16 kernels (AVX2 only, no AVX-512)
-    emulates bf16 convolutions ~50x slower than fp32 (23.6 s against 0.41 s per face128 step on a 2-core AMD EPYC):
-    fp32 there."""
-    if autocast is None:
-        return False
-    return device.type != "cpu" or autocast != torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def speed_context(device: torch.device, autocast: torch.dtype | None):
-    return torch.autocast(device.type, dtype=autocast) if native_autocast(device, autocast) else nullcontext()
-
-
-def maybe_compile(fn: Callable, compile: bool | str, cuda_graph: bool = False) -> Callable:
-    """`compile`: False, True (torch.compile's default mode) or a mode name. "reduce-overhead" replays the forward
-    and backward as CUDA graphs (a step at batch 1 is launch-bound); a replay overwrites the previous one's outputs,
-    so every call marks a new step. With `cuda_graph` (`run_adam` captures the whole step) only kernels are compiled."""
-    if not compile:
-        return fn
-    mode = compile if isinstance(compile, str) else "default"
-    if cuda_graph and mode != "default":
-        raise ValueError(f"cuda_graph captures the whole step itself: use compile=True with it, not {compile!r}")
-    compiled = torch.compile(fn, dynamic=False, mode=mode)
-    if mode not in ("reduce-overhead", "max-autotune"):
-        return compiled
-
-    def one_step(*args: object) -> object:
-        torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args)
-
-    return one_step
 
 
 # ----------------------------------------------------------------------------------------------------

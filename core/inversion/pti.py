@@ -23,16 +23,14 @@ from core.inversion.optimise import (
     at_step,
     device_of,
     fit_latents,
-    maybe_compile,
-    native_autocast,
     phase_progress,
     run_adam,
-    speed_context,
     w_statistics,
 )
 from core.inversion.result import InversionResult
 from core.measures import lpips_distance
 from core.nets.stylegan2 import Generator, as_wplus
+from core.runtime import maybe_compile, native_autocast, speed_context
 
 # The paper's pivot ablation (Sec. 4.4, Fig. 9): letter -> pivot source.
 PIVOTS = {"A": "w", "B": "w+", "C": "mean", "D": "random", "E": "joint-mean", "F": "joint-random"}

@@ -49,6 +49,7 @@ from core.nets.dualstylegan import DualStyleGAN
 from core.nets.ops import dequantise_int8, quantise_int8
 from core.nets.stylegan2 import Generator
 from core.registry import REGISTRY, load_encoder, load_generator, made_for, resolve, resolve_kind
+from core.runtime import bf16
 from core.style import align_exemplar
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
@@ -56,7 +57,6 @@ from core.training.loss import discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import (
     RunConfig,
     StepMeans,
-    bf16,
     full,
     half,
     read_parts,

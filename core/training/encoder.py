@@ -41,12 +41,12 @@ from core.measures import lpips_distance
 from core.nets.encoders import LatentDiscriminator
 from core.nets.stylegan2 import Generator
 from core.registry import load_generator, resolve
+from core.runtime import bf16
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
 from core.training.scaffold import (
     RunConfig,
     StepMeans,
-    bf16,
     full,
     half,
     launch,

@@ -10,7 +10,6 @@ its best snapshot (`save_best(folder)`, chosen by the first value the measure re
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import inspect
 import io
@@ -73,13 +72,6 @@ def setup_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
 
 # ----------------------------------------------------------------------------------------------------
 # Compact checkpoints: float16 safetensors in parts small enough to travel
-
-
-def bf16(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on a GPU when `enabled`; nothing on the CPU (where the trainers stay in float32)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class StepMeans:

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core.checkpoints import save_generator
 from core.nets.stylegan2 import Discriminator, Generator
+from core.runtime import CUDA_GRAPH_MODES, bf16
 from core.training.augment import AdaptiveDiffAugment
 from core.training.data import DeviceImageBank
 from core.training.loss import MappedSynthesis, PathLengthPenalty, discriminator_loss, generator_loss, r1_penalty
@@ -41,7 +42,6 @@ from core.training.metrics import MetricInputs, measure
 from core.training.scaffold import (
     RunConfig,
     StepMeans,
-    bf16,
     full,
     half,
     launch,
@@ -164,7 +164,7 @@ class Trainer:
             return torch.compile(module, mode=cfg.compile_mode) if cfg.compile else module
         self.g_main, self.d_main, self.d_judge = compiled(self.g_train), compiled(self.d_train), compiled(self.D)
         self.augment_main = compiled(self.augment)
-        self.cuda_graphs = cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune")
+        self.cuda_graphs = cfg.compile and cfg.compile_mode in CUDA_GRAPH_MODES
 
     def _adam(self, net: torch.nn.Module, reg_interval: int) -> torch.optim.Adam:
         ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
