@@ -4,6 +4,8 @@ codes with a planted attribute, and the shipped editor on real held-out faces.""
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,11 +18,12 @@ from core.reference_edit import load_reference_editor
 from core.registry import encoder_for, load_encoder
 from core.training.attributes import read_labels
 from core.training.reference_edit import (
+    EditTransformerTrainer,
+    LatentClassifierTrainer,
     ReferenceEditConfig,
     accuracy_table,
     held_still,
-    train_edit_transformer,
-    train_latent_classifier,
+    run_phase,
 )
 
 
@@ -30,16 +33,28 @@ def planted_codes(n: int = 2048, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     return codes, (codes[:, 0, :3] > 0).float()
 
 
-def test_training_learns_the_planted_attributes_and_edits_one_at_a_time():
+def test_training_learns_the_planted_attributes_and_edits_one_at_a_time(tmp_path):
+    """Both phases on the scaffold's run loop: cut short by the time budget, they resume from their folders and
+    end where they would have; then the classifier knows the planted attributes and an edit takes one of them."""
     torch.manual_seed(0)
     codes, labels = planted_codes()
     cfg = ReferenceEditConfig(hidden="64,32", classifier_steps=400, edit_steps=300, batch=128, edit_batch=128, lr=3e-3,
-                              edit_lr=1e-3)
-    classifier = train_latent_classifier(cfg, codes, labels)
+                              edit_lr=1e-3, log_kimg=8.0, device="cpu")
+    cpu = torch.device("cpu")
+    out_of_time = LatentClassifierTrainer(cfg, codes, labels, cpu)
+    assert not run_phase(out_of_time, replace(cfg, minutes=1e-9), tmp_path / "spent", 400, 128, time.time())
+    first = LatentClassifierTrainer(cfg, codes, labels, cpu)
+    assert run_phase(first, cfg, tmp_path / "classifier", 200, 128, time.time()) and first.step_index == 200
+    first = LatentClassifierTrainer(cfg, codes, labels, cpu)  # a new process: resumes at step 200 from the folder
+    assert run_phase(first, cfg, tmp_path / "classifier", 400, 128, time.time()) and first.step_index == 400
+    assert (tmp_path / "classifier" / "log.jsonl").read_text().count("bce") >= 5
+    classifier = first.model.eval().requires_grad_(False)
     held_codes, held_labels = planted_codes(512, seed=1)
     table = accuracy_table(classifier, held_codes, held_labels)
     assert all(row["accuracy"] > 0.9 for row in table.values()), table
-    editor = train_edit_transformer(cfg, classifier, codes, labels, attributes=[0, 1])
+    second = EditTransformerTrainer(cfg, classifier, codes, labels, [0, 1], cpu)
+    assert run_phase(second, cfg, tmp_path / "edit", 300, 128, time.time())
+    editor = second.model.eval()
     source, reference = held_codes[held_labels[:, 0] == 0][:64], held_codes[held_labels[:, 0] == 1][:64]
     with torch.no_grad():
         edited = editor(source, reference, torch.zeros(64, dtype=torch.long))

@@ -152,7 +152,7 @@ def reference_edit_loss(
     attribute: int,
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     keep: list[int] | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The official training objective of the edit transformer (`coach_ref_edit.calc_loss`).
 
     Stay close to the source code (L2 in W+); match the reference on the edited attribute's embedding;
@@ -169,4 +169,4 @@ def reference_edit_loss(
         "loss_l2_src_attr": F.mse_loss(embed_edit[:, others], embed_src[:, others]),
     }
     loss = sum(w * t for w, t in zip(weights, terms.values(), strict=True))
-    return loss, {**{k: v.item() for k, v in terms.items()}, "loss": loss.item()}
+    return loss, {**{k: v.detach() for k, v in terms.items()}, "loss": loss.detach()}  # no host sync in a step

@@ -10,19 +10,23 @@ Both models see codes only, never images, so the CPU suffices: the slow part is 
 - Edit transformer (one model for every attribute, `EditTransformer(n_attributes=40)`): for a step's attribute,
   sources and references whose labels differ on it; the paper's loss (`reference_edit_loss`: stay near the source
   code, take the reference's embedding of the attribute, keep the source's embeddings of the others).
+
+Both phases are trainers on the scaffold's run loop (log.jsonl, time budget, resume from `compact/`) in folders of
+the run folder, named by the options that shape them, so a rerun with the same options skips or resumes them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from core import artifacts
 from core.artifacts import sha256_of
@@ -30,43 +34,55 @@ from core.attributes import CELEBA_ATTRIBUTES, load_attribute_classifier
 from core.data import decode_shard, shard_paths
 from core.faces import from_uint8
 from core.nets.style_transformer import EditTransformer, LatentAttributeClassifier, reference_edit_loss
+from core.nets.stylegan2 import Generator
 from core.registry import load_encoder, load_generator, resolve
 from core.training.attributes import read_labels
 from core.training.encoder import sample_wplus
-from core.training.scaffold import half
+from core.training.scaffold import (
+    RunConfig,
+    StepMeans,
+    full,
+    half,
+    read_parts,
+    run,
+    save_image_grid,
+    setup_distributed,
+    write_parts,
+)
 
 EDIT_ATTRIBUTES = ("Smiling", "Eyeglasses", "Black_Hair", "Blond_Hair", "Young", "Male", "Bangs", "Mouth_Slightly_Open")
 
 
 @dataclass
-class ReferenceEditConfig:
-    """Every knob of a run; the defaults trained the shipped `face128-reference-edit`."""
+class ReferenceEditConfig(RunConfig):
+    """Every knob of a run; the defaults trained the shipped `face128-reference-edit` (its card says which)."""
 
     encoder: str = "face128-style-transformer"  # whose codes are edited (registry name or file)
     generator: str = "default"  # the generator the encoder was trained for (registry name or file)
     data: str = ""  # prepared shards: train-*.npz (codes to train on), heldout-*.npz (accuracy); required
     labels: str = ""  # CelebA's attributes.csv (file, identity, split, 40 x ±1); required
     synthetic: int = 8000  # generator samples added to the encoded photos (soft labels from the image classifier)
-    out: str = "models/face128/reference-edit.safetensors"  # the exported editor
-    cache: str = "runs/reference_edit"  # encoded codes are kept here: a rerun skips the encoding
+    out: str = "runs/reference-edit.safetensors"  # the exported editor
+    run_dir: str = "runs/reference_edit"  # the encoded codes (a rerun skips the encoding) and each phase's folder
     attributes: str = ",".join(EDIT_ATTRIBUTES)  # what the edit transformer learns to take from a reference
     hidden: str = "512,256"  # the latent classifier's shared MLP after the flattened W+
     classifier_steps: int = 4000
     edit_steps: int = 2000
     batch: int = 256  # the latent classifier's
     edit_batch: int = 64  # (source, reference) pairs per edit-transformer step
-    lr: float = 1e-3
+    lr: float = 1e-3  # the latent classifier's, with cosine decay
     edit_lr: float = 3e-4
     edit_weights: str = "1,1,1"  # the paper's loss terms: stay near the source code, take the reference's
         # embedding of the attribute, keep the source's embeddings of the others
     correlated: float = 1.0  # attributes whose labels correlate with the target's beyond this (|Pearson r|) are not
         # held still: a smile brings an open mouth and high cheekbones (1.0: hold every other one, as the paper)
-    seed: int = 0
+    strength: float = 1.0  # written into the file: how far `ReferenceEdit.edit` scales the offset by default
+    log_kimg: float = 32.0  # log a line every this many thousand codes (or pairs)
 
 
 def encode_split(cfg: ReferenceEditConfig, split: str, model, labels: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [N, n_latent, D] float16, labels [N, 40] 0/1) of a split's labelled faces, cached in `cfg.cache`."""
-    cache = Path(cfg.cache) / f"codes-{split}.npz"
+    cache = Path(cfg.run_dir) / f"codes-{split}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
             return torch.from_numpy(stored["codes"]), torch.from_numpy(stored["labels"]).float()
@@ -89,7 +105,7 @@ def encode_split(cfg: ReferenceEditConfig, split: str, model, labels: dict) -> t
 @torch.no_grad()
 def synthetic_codes(cfg: ReferenceEditConfig, G) -> tuple[torch.Tensor, torch.Tensor]:
     """Generator samples' W+ [N, n_latent, D] float16 and the image classifier's probabilities [N, 40]."""
-    cache = Path(cfg.cache) / f"codes-synthetic-{cfg.synthetic}.npz"
+    cache = Path(cfg.run_dir) / f"codes-synthetic-{cfg.synthetic}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
             return torch.from_numpy(stored["codes"]), torch.from_numpy(stored["labels"]).float()
@@ -111,22 +127,125 @@ def classifier_widths(cfg: ReferenceEditConfig, codes: torch.Tensor) -> tuple[in
     return (codes[0].numel(), *(int(w) for w in cfg.hidden.split(",")))
 
 
-def train_latent_classifier(cfg: ReferenceEditConfig, codes: torch.Tensor, labels: torch.Tensor
-                            ) -> LatentAttributeClassifier:
-    torch.manual_seed(cfg.seed)
-    classifier = LatentAttributeClassifier(classifier_widths(cfg, codes), n_classes=labels.shape[1])
-    optimiser = torch.optim.Adam(classifier.parameters(), lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, cfg.classifier_steps)
-    for step in range(cfg.classifier_steps):
-        pick = torch.randint(len(codes), (cfg.batch,))
-        loss = F.binary_cross_entropy_with_logits(classifier(codes[pick].float())[0], labels[pick])
-        optimiser.zero_grad(set_to_none=True)
+class LatentClassifierTrainer:
+    """The latent attribute classifier: binary cross-entropy on the 40 attributes (soft labels for the synthetic
+    codes), Adam with cosine decay over `classifier_steps`."""
+
+    def __init__(self, cfg: ReferenceEditConfig, codes: torch.Tensor, labels: torch.Tensor, device: torch.device):
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.device, self.rank, self.nimg, self.step_index = cfg, device, 0, 0, 0
+        self.codes, self.labels = codes.to(device), labels.to(device)
+        self.model = LatentAttributeClassifier(classifier_widths(cfg, codes), n_classes=labels.shape[1]).to(device)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.means = StepMeans(device)
+
+    def step(self) -> None:
+        for group in self.optimiser.param_groups:  # cosine decay, resumable from the step alone
+            group["lr"] = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.step_index / self.cfg.classifier_steps))
+        pick = torch.randint(len(self.codes), (self.cfg.batch,), device=self.device)
+        loss = F.binary_cross_entropy_with_logits(self.model(self.codes[pick].float())[0], self.labels[pick])
+        self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
-        schedule.step()
-        if step % 500 == 0 or step == cfg.classifier_steps - 1:
-            print(f"latent classifier step {step}: bce {loss.item():.4f}", flush=True)
-    return classifier.eval().requires_grad_(False)
+        self.optimiser.step()
+        self.means.add("bce", loss)
+        self.nimg, self.step_index = self.nimg + self.cfg.batch, self.step_index + 1
+
+    def pop_stats(self) -> dict[str, float]:
+        return self.means.pop()
+
+    def save(self, folder: Path) -> None:
+        save_phase(folder, {"classifier": self.model}, self)
+
+    def load(self, folder: str | Path) -> None:
+        load_phase(folder, {"classifier": self.model}, self)
+
+
+class EditTransformerTrainer:
+    """The edit transformer, one model for every attribute: each step one attribute in turn, sources and references
+    whose labels differ on it, the paper's loss through the frozen latent classifier. Its sample grid draws
+    held-out sources, references and edits with the generator."""
+
+    def __init__(self, cfg: ReferenceEditConfig, classifier: LatentAttributeClassifier, codes: torch.Tensor,
+                 labels: torch.Tensor, attributes: list[int], device: torch.device, G: Generator | None = None,
+                 samples: tuple[torch.Tensor, torch.Tensor] | None = None):
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.device, self.rank, self.nimg, self.step_index = cfg, device, 0, 0, 0
+        self.classifier, self.codes, self.attributes = classifier.to(device), codes.to(device), attributes
+        self.hard = (labels > 0.5).float()
+        self.model = EditTransformer(codes.shape[-1], n_attributes=labels.shape[1]).to(device)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.edit_lr)
+        self.weights = tuple(float(w) for w in cfg.edit_weights.split(","))
+        self.keep = held_still(self.hard, cfg.correlated)
+        self.means = StepMeans(device)
+        self.G, self.samples = G, samples
+
+    def step(self) -> None:
+        attribute = self.attributes[self.step_index % len(self.attributes)]
+        source, reference = differing_pairs(self.hard, attribute, self.cfg.edit_batch)
+        source, reference = self.codes[source.to(self.device)].float(), self.codes[reference.to(self.device)].float()
+        edited = self.model(source, reference, torch.full((self.cfg.edit_batch,), attribute, device=self.device))
+        loss, terms = reference_edit_loss(self.classifier, source, reference, edited, attribute, self.weights,
+                                          self.keep[attribute])
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        for name, value in terms.items():
+            self.means.add(name, value)
+        self.nimg, self.step_index = self.nimg + self.cfg.edit_batch, self.step_index + 1
+
+    def pop_stats(self) -> dict[str, float]:
+        return self.means.pop()
+
+    @torch.no_grad()
+    def sample_grid(self, path: str | Path) -> Path | None:
+        """Rows: 8 held-out sources, their references (the next source), each edited towards its reference on the
+        first trained attribute."""
+        if self.G is None or self.samples is None:
+            return None
+        source = self.samples[0][:8].float().to(self.device)
+        reference = source.roll(1, 0)
+        edited = self.model.eval()(source, reference, torch.full((len(source),), self.attributes[0],
+                                                                 device=self.device))
+        self.model.train()
+        images = self.G.synthesis(torch.cat([source, reference, edited]), noise_mode="const")
+        return save_image_grid(images.float().clamp(-1, 1), path)
+
+    def save(self, folder: Path) -> None:
+        save_phase(folder, {"edit": self.model}, self)
+
+    def load(self, folder: str | Path) -> None:
+        load_phase(folder, {"edit": self.model}, self)
+
+
+def save_phase(folder: Path, nets: dict[str, torch.nn.Module], trainer) -> None:
+    compact = Path(folder) / "compact"
+    compact.mkdir(parents=True, exist_ok=True)
+    for name, net in nets.items():
+        write_parts(compact, name, half(net.state_dict()), trainer.cfg.part_bytes)
+    (compact / "meta.json").write_text(json.dumps({"nimg": trainer.nimg, "step": trainer.step_index}) + "\n")
+
+
+def load_phase(folder: str | Path, nets: dict[str, torch.nn.Module], trainer) -> None:
+    for name, net in nets.items():
+        net.load_state_dict(full(read_parts(Path(folder), name)))
+    meta = json.loads((Path(folder) / "meta.json").read_text())
+    trainer.nimg, trainer.step_index = meta["nimg"], meta["step"]
+    torch.manual_seed(trainer.cfg.seed + trainer.nimg)
+
+
+def run_phase(trainer, cfg: ReferenceEditConfig, folder: Path, steps: int, batch: int, start: float) -> bool:
+    """Resume `trainer` from `folder`/compact, run it to `steps` within the time budget; True when done."""
+    if (folder / "compact" / "meta.json").is_file():
+        trainer.load(folder / "compact")
+    if trainer.step_index < steps:
+        run(trainer, replace(cfg, kimg=steps * batch / 1000, batch=batch, out=str(folder)), start)
+    return trainer.step_index >= steps
+
+
+def phase_folder(cfg: ReferenceEditConfig, phase: str, *fields: str) -> Path:
+    """`run_dir`/PHASE-HASH: the hash of the options that shape the phase, so other options start afresh."""
+    key = json.dumps({f: getattr(cfg, f) for f in fields}, sort_keys=True)
+    return Path(cfg.run_dir) / f"{phase}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 @torch.no_grad()
@@ -157,32 +276,16 @@ def held_still(labels: torch.Tensor, correlated: float) -> list[list[int]]:
     return [[j for j in range(len(r)) if j != i and r[i, j] <= correlated] for i in range(len(r))]
 
 
-def train_edit_transformer(cfg: ReferenceEditConfig, classifier: LatentAttributeClassifier, codes: torch.Tensor,
-                           labels: torch.Tensor, attributes: list[int]) -> EditTransformer:
-    torch.manual_seed(cfg.seed)
-    model = EditTransformer(codes.shape[-1], n_attributes=labels.shape[1])
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.edit_lr)
-    hard = (labels > 0.5).float()
-    weights = tuple(float(w) for w in cfg.edit_weights.split(","))
-    keep = held_still(hard, cfg.correlated)
-    for step in range(cfg.edit_steps):
-        attribute = attributes[step % len(attributes)]
-        source, reference = differing_pairs(hard, attribute, cfg.edit_batch)
-        source, reference = codes[source].float(), codes[reference].float()
-        edited = model(source, reference, torch.full((cfg.edit_batch,), attribute))
-        loss, terms = reference_edit_loss(classifier, source, reference, edited, attribute, weights, keep[attribute])
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if step % 500 == 0 or step == cfg.edit_steps - 1:
-            print(f"edit transformer step {step} ({CELEBA_ATTRIBUTES[attribute]}): "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in terms.items()), flush=True)
-    return model.eval().requires_grad_(False)
+CLASSIFIER_OPTIONS = ("encoder", "data", "labels", "synthetic", "hidden", "classifier_steps", "batch", "lr", "seed")
+EDIT_OPTIONS = (*CLASSIFIER_OPTIONS, "attributes", "edit_steps", "edit_batch", "edit_lr", "edit_weights",
+                "correlated")
 
 
-def train(cfg: ReferenceEditConfig) -> Path:
-    """Encode (once), train both models, write them into one float16 file with their accuracy table."""
-    started = time.perf_counter()
+def train(cfg: ReferenceEditConfig) -> Path | None:
+    """Encode (once), train both models (resuming where a run stopped), write them into one float16 file with the
+    latent classifier's held-out accuracy table; None when the time budget ran out first."""
+    started, clock = time.perf_counter(), time.time()
+    _, _, device = setup_distributed(cfg.device)
     generator_file = resolve(cfg.generator)
     G = load_generator(cfg.generator).eval().requires_grad_(False)
     model = load_encoder(cfg.encoder, generator=cfg.generator, decoder=G)
@@ -194,24 +297,22 @@ def train(cfg: ReferenceEditConfig) -> Path:
         codes, targets = torch.cat([codes, fake_codes]), torch.cat([targets, fake_labels])
     print(f"{len(codes)} codes ({cfg.synthetic} synthetic), {len(heldout_codes)} held out; "
           f"{time.perf_counter() - started:.0f} s", flush=True)
-    cached = Path(cfg.cache) / f"classifier-{cfg.hidden}-{cfg.classifier_steps}-{cfg.synthetic}-{cfg.seed}.safetensors"
-    if cached.is_file():  # the same classifier: only the edit transformer is retrained
-        classifier = LatentAttributeClassifier(classifier_widths(cfg, codes), n_classes=targets.shape[1])
-        classifier = classifier.eval().requires_grad_(False)
-        classifier.load_state_dict(load_file(str(cached)))
-    else:
-        classifier = train_latent_classifier(cfg, codes, targets)
-        save_file(classifier.state_dict(), str(cached))
-    table = accuracy_table(classifier, heldout_codes, heldout_labels)
+    first = LatentClassifierTrainer(cfg, codes, targets, device)
+    if not run_phase(first, cfg, phase_folder(cfg, "classifier", *CLASSIFIER_OPTIONS), cfg.classifier_steps,
+                     cfg.batch, clock):
+        return None
+    classifier = first.model.eval().requires_grad_(False)
+    table = accuracy_table(classifier, heldout_codes.to(device), heldout_labels.to(device))
     attributes = [CELEBA_ATTRIBUTES.index(name) for name in cfg.attributes.split(",")]
-    editor = train_edit_transformer(cfg, classifier, codes, targets, attributes)
+    second = EditTransformerTrainer(cfg, classifier, codes, targets, attributes, device, G.to(device),
+                                    (heldout_codes, heldout_labels))
+    if not run_phase(second, cfg, phase_folder(cfg, "edit", *EDIT_OPTIONS), cfg.edit_steps, cfg.edit_batch, clock):
+        return None
     tensors = {f"classifier.{k}": v for k, v in half(classifier.state_dict()).items()}
-    tensors |= {f"edit.{k}": v for k, v in half(editor.state_dict()).items()}
-    encoder_file = resolve(cfg.encoder)
-    meta = {"classifier_widths": json.dumps(
-        list(classifier_widths(cfg, codes))), "n_styles": str(codes.shape[1]),
-        "style_dim": str(codes.shape[2]), "attributes": json.dumps(list(CELEBA_ATTRIBUTES)),
-        "trained_attributes": cfg.attributes, "generator_sha256": sha256_of(generator_file),
-        "heldout_accuracy": json.dumps(table),
-        "config": json.dumps(asdict(cfg)), "cpu_minutes": f"{(time.perf_counter() - started) / 60:.1f}"}
-    return artifacts.write(cfg.out, "reference_edit", tensors, meta, made_for=encoder_file)
+    tensors |= {f"edit.{k}": v for k, v in half(second.model.eval().state_dict()).items()}
+    meta = {"classifier_widths": json.dumps(list(classifier_widths(cfg, codes))), "n_styles": str(codes.shape[1]),
+            "style_dim": str(codes.shape[2]), "attributes": json.dumps(list(CELEBA_ATTRIBUTES)),
+            "trained_attributes": cfg.attributes, "generator_sha256": sha256_of(generator_file),
+            "heldout_accuracy": json.dumps(table), "strength": str(cfg.strength), "config": json.dumps(asdict(cfg)),
+            "cpu_minutes": f"{(time.perf_counter() - started) / 60:.1f}"}
+    return artifacts.write(cfg.out, "reference_edit", tensors, meta, made_for=resolve(cfg.encoder))

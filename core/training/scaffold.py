@@ -2,7 +2,8 @@
 float16 checkpoints that travel between short GPU calls, EMA, and options built from a config dataclass.
 
 A trainer is a file (`stylegan2.py`, `encoder.py`) with a config dataclass and a class that has `nimg`,
-`step_index`, `device`, `rank`, `step()`, `pop_stats()`, `sample_grid(path)` and `save(folder)`; `run` does the rest.
+`step_index`, `device`, `rank`, `step()`, `pop_stats()` and `save(folder)`, and draws `sample_grid(path)` when it has
+images to show; `run` does the rest.
 A trainer that can `measure()` its quality (a dict, `core.training.metrics`) is measured every `metric_kimg` and keeps
 its best snapshot (`save_best(folder)`, chosen by the first value the measure returns, lower is better).
 """
@@ -154,7 +155,6 @@ class Trainable(Protocol):
 
     def step(self) -> None: ...
     def pop_stats(self) -> dict[str, float]: ...
-    def sample_grid(self, path: Path) -> Path: ...
     def save(self, folder: Path) -> None: ...
     def load(self, path: str | Path) -> None: ...
 
@@ -200,7 +200,7 @@ def run(trainer: Trainable, cfg: Any, start: float) -> Trainable:
                     bar.write(json.dumps(record))
                     with open(out / "log.jsonl", "a") as log:
                         log.write(json.dumps(record) + "\n")
-            if rank == 0 and time.time() - last_sample > cfg.sample_minutes * 60:
+            if rank == 0 and hasattr(trainer, "sample_grid") and time.time() - last_sample > cfg.sample_minutes * 60:
                 trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
                 last_sample = time.time()
             if quality.due():
@@ -208,7 +208,8 @@ def run(trainer: Trainable, cfg: Any, start: float) -> Trainable:
     quality.measure()
     if rank == 0:
         trainer.save(out)
-        trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
+        if hasattr(trainer, "sample_grid"):
+            trainer.sample_grid(out / f"samples-{trainer.nimg // 1000:06d}.png")
         print(f"stopped at {trainer.nimg / 1000:.1f} kimg after {(time.time() - start) / 60:.2f} min; saved in {out}",
               flush=True)
     return trainer
