@@ -3,6 +3,8 @@ trade-off scatter."""
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from collections.abc import Mapping, Sequence
 
@@ -123,15 +125,41 @@ def traversal_grid(generator: torch.nn.Module, directions: Sequence, ws: torch.T
     return grid
 
 
-def tradeoff_scatter(points: Mapping[str, tuple[float, float]], xlabel: str, ylabel: str, title: str = ""):
-    """An interactive plotly scatter of {method: (x, y)}, one labelled point per method (hover for the values): the
+class InteractiveFigure:
+    """A plotly figure that also carries a static PNG of itself (matplotlib): Jupyter shows the interactive one, a
+    viewer without JavaScript (GitHub, nbconvert to PDF) the picture, so no reader meets an empty cell."""
+
+    def __init__(self, figure, png: bytes):
+        self.figure, self.png = figure, png
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        import plotly.io as pio
+
+        return {"application/vnd.plotly.v1+json": self.figure.to_plotly_json(),
+                "text/html": pio.to_html(self.figure, include_plotlyjs="cdn", full_html=False),
+                "image/png": base64.b64encode(self.png).decode()}
+
+
+def tradeoff_scatter(points: Mapping[str, tuple[float, float]], xlabel: str, ylabel: str,
+                     title: str = "") -> InteractiveFigure:
+    """A scatter of {method: (x, y)}, one labelled point per method (hover for the values in Jupyter): the
     distortion–editability picture of the e4e paper."""
     import plotly.graph_objects as go
 
     names = list(points)
+    xs, ys = [points[n][0] for n in names], [points[n][1] for n in names]
     figure = go.Figure(go.Scatter(
-        x=[points[n][0] for n in names], y=[points[n][1] for n in names], mode="markers+text", text=names,
-        textposition="top center", marker={"size": 12}, hovertemplate="%{text}: x %{x:.3f}, y %{y:.3f}<extra></extra>"))
+        x=xs, y=ys, mode="markers+text", text=names, textposition="top center", marker={"size": 12},
+        hovertemplate="%{text}: x %{x:.3f}, y %{y:.3f}<extra></extra>"))
     figure.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, width=620, height=420,
                          margin={"l": 60, "r": 20, "t": 50, "b": 50})
-    return figure
+    static = Figure(figsize=(6.2, 4.2), dpi=100)
+    axes = static.add_subplot()
+    axes.scatter(xs, ys, s=60)
+    for name, x, y in zip(names, xs, ys, strict=True):
+        axes.annotate(name, (x, y), textcoords="offset points", xytext=(0, 7), ha="center")
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.margins(0.15)
+    buffer = io.BytesIO()
+    static.savefig(buffer, format="png", bbox_inches="tight")
+    return InteractiveFigure(figure, buffer.getvalue())

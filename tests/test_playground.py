@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import torch
+from PIL import Image
 
 from core.editing import Direction
 from core.inversion import invert
@@ -27,8 +31,14 @@ def test_direction_explorer_redraws_both_generators_when_a_slider_moves():
 
 
 def test_tradeoff_scatter_has_one_labelled_point_per_method():
-    figure = tradeoff_scatter({"pSp": (0.2, 3.0), "e4e": (0.3, 3.5)}, "distortion", "editability")
-    assert [trace.name for trace in figure.data] == ["pSp", "e4e"] or len(figure.data[0].x) == 2
+    """Interactive in Jupyter, and a PNG beside it for viewers without JavaScript."""
+    shown = tradeoff_scatter({"pSp": (0.2, 3.0), "e4e": (0.3, 3.5)}, "distortion", "editability")
+    (trace,) = shown.figure.data
+    assert list(trace.text) == ["pSp", "e4e"] and list(trace.x) == [0.2, 0.3] and list(trace.y) == [3.0, 3.5]
+    bundle = shown._repr_mimebundle_()
+    assert {"application/vnd.plotly.v1+json", "text/html", "image/png"} <= set(bundle)
+    png = Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+    assert png.width > 300 and png.height > 200
 
 
 def test_saved_inversions_compute_once_and_come_back_alike(tmp_path):
