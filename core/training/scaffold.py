@@ -6,6 +6,8 @@ A trainer is a file (`stylegan2.py`, `encoder.py`) with a config dataclass and a
 images to show; `run` does the rest.
 A trainer that can `measure()` its quality (a dict, `core.training.metrics`) is measured every `metric_kimg` and keeps
 its best snapshot (`save_best(folder)`, chosen by the first value the measure returns, lower is better).
+A pipeline of several runs and other steps in one folder (`dualstylegan/`) is a list of `Phase`s: `run_phases` skips
+those whose result is there and stops at one the time budget cuts short, so the next call resumes it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import re
 import time
 import tokenize
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -280,6 +282,36 @@ def seconds_per_kimg(trainer: Trainable, steps: int, batch: int, warmup: int = 1
         trainer.step()
     sync()
     return (time.perf_counter() - begin) / (steps * batch / 1000)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Phases: a pipeline of runs whose results live in one folder, so that it spans several short calls
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One step of a pipeline. `done()`: its result is in the run folder already; `run()`: make it (resuming what
+    an earlier call left), True when it finished, False when the time budget cut it short."""
+
+    name: str
+    done: Callable[[], bool]
+    run: Callable[[], bool]
+
+
+def run_phases(phases: Sequence[Phase], stop_after: str = "") -> bool:
+    """Run the phases that are not done, in order, until one is cut short by the time budget or the one named
+    `stop_after` is done; True when every phase is."""
+    names = [phase.name for phase in phases]
+    if stop_after and stop_after not in names:
+        raise ValueError(f"no phase {stop_after!r} to stop after: the phases are {', '.join(names)}")
+    for phase in phases:
+        if not phase.done():
+            print(f"phase {phase.name}", flush=True)
+            if not phase.run():
+                return False
+        if phase.name == stop_after:
+            return phase is phases[-1]
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------
