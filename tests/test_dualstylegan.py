@@ -1,4 +1,5 @@
-"""DualStyleGAN trained here: the pipeline end to end on a tiny generator (CPU, a few steps), and the style file."""
+"""DualStyleGAN trained here: the phase runner, the pipeline end to end on a tiny generator (CPU, a few steps) with its
+resumes, and the style file."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from core.style import load_style
 from core.training.dualstylegan import DualStyleGANConfig, read_stage2, train
 from core.training.encoder import EncoderConfig, export_encoder
 from core.training.encoder import train as train_encoder
+from core.training.scaffold import Phase, run_phases
 
 
 def test_dualstylegan_over_a_generator_draws_the_generator_at_weight_zero():
@@ -56,7 +58,12 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert stage2 == tmp_path / "stage2" / "stage2.safetensors"
     with pytest.raises(CheckpointError, match="retrain"):
         read_stage2(str(stage2), str(save_generator(tiny_generator(1), tmp_path / "other.safetensors")))
-    path = train(dataclasses.replace(cfg, pretrained=str(stage2)))  # a style run starting from the shipped file
+    run_cfg = dataclasses.replace(cfg, pretrained=str(stage2))  # a style run starting from the shipped file
+    assert train(dataclasses.replace(run_cfg, minutes=0.01)) is None  # aligned; the time budget cuts fine-tuning
+    assert json.loads((tmp_path / "run" / "finetune" / "compact" / "meta.json").read_text())["nimg"] == 0
+    assert train(dataclasses.replace(run_cfg, stop_after="codes")) is None  # fine-tuning resumed, then destylised
+    assert (tmp_path / "run" / "codes.safetensors").exists() and not (tmp_path / "run" / "style").exists()
+    path = train(run_cfg)
     assert path is not None and path.name == "styles.safetensors"
     assert not (tmp_path / "run" / "pretrain").exists()
     tensors = load_file(str(path))
@@ -65,7 +72,7 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     for phase in ("finetune", "style"):
         assert (tmp_path / "run" / phase / "compact" / "meta.json").exists()
     assert 0 <= json.loads((tmp_path / "run" / "style" / "compact" / "meta.json").read_text())["augment_p"] <= 1
-    assert train(dataclasses.replace(cfg, pretrained=str(stage2))) == path  # nothing left to do: phases are skipped
+    assert train(run_cfg) == path  # nothing left to do: the phases are skipped and the style exported again
 
     style = load_style(path, generator=generator)
     assert style.name == "styles" and len(style.exemplars) == 3 and style.model.res_index == 4
@@ -94,6 +101,24 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert main([*common, "--exemplar", str(unseen), "--out", str(tmp_path / "own")]) == 0
     assert main([*common, "--random-exemplar", "3", "--preserve-color", "--out", str(tmp_path / "sampled")]) == 0
     assert main([*common, "--exemplar", "7", "--out", str(tmp_path / "bad")]) == 2  # 3 exemplars only
+
+
+def test_run_phases_skips_what_is_done_stops_when_time_runs_out_and_after_the_named_phase():
+    ran = []
+
+    def phase(name: str, done: bool = False, finishes: bool = True) -> Phase:
+        return Phase(name, lambda: done, lambda: ran.append(name) or finishes)
+
+    assert run_phases([phase("a", done=True), phase("b"), phase("c")]) and ran == ["b", "c"]
+    ran.clear()
+    assert not run_phases([phase("a"), phase("b", finishes=False), phase("c")]) and ran == ["a", "b"]
+    ran.clear()
+    assert not run_phases([phase("a", done=True), phase("b"), phase("c")], stop_after="a") and ran == []
+    assert not run_phases([phase("a"), phase("b"), phase("c")], stop_after="b") and ran == ["a", "b"]
+    ran.clear()
+    assert run_phases([phase("a"), phase("b")], stop_after="b") and ran == ["a", "b"]  # the last: all done
+    with pytest.raises(ValueError, match="no phase 'codez'"):
+        run_phases([phase("a")], stop_after="codez")
 
 
 def test_the_shipped_stage2_moves_a_face_toward_the_extrinsic_faces_structure():
