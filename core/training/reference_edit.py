@@ -44,7 +44,7 @@ from core.training.scaffold import (
     full,
     half,
     read_parts,
-    run,
+    resume_and_run,
     save_image_grid,
     setup_distributed,
     write_parts,
@@ -234,12 +234,8 @@ def load_phase(folder: str | Path, nets: dict[str, torch.nn.Module], trainer) ->
 
 
 def run_phase(trainer, cfg: ReferenceEditConfig, folder: Path, steps: int, batch: int, start: float) -> bool:
-    """Resume `trainer` from `folder`/compact, run it to `steps` within the time budget; True when done."""
-    if (folder / "compact" / "meta.json").is_file():
-        trainer.load(folder / "compact")
-    if trainer.step_index < steps:
-        run(trainer, replace(cfg, kimg=steps * batch / 1000, batch=batch, out=str(folder)), start)
-    return trainer.step_index >= steps
+    """Resume `trainer` from `folder`, run it to `steps` within the time budget; True when done."""
+    return resume_and_run(trainer, replace(cfg, kimg=steps * batch / 1000, batch=batch, out=str(folder)), start)
 
 
 def phase_folder(cfg: ReferenceEditConfig, phase: str, *fields: str) -> Path:

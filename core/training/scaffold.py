@@ -298,6 +298,23 @@ class Phase:
     run: Callable[[], bool]
 
 
+def kimg_done(folder: Path, kimg: float) -> bool:
+    """Whether the trainer saved in `folder`/compact has seen `kimg` thousand images."""
+    meta = Path(folder) / "compact" / "meta.json"
+    return meta.exists() and json.loads(meta.read_text())["nimg"] >= kimg * 1000
+
+
+def resume_and_run(trainer: Trainable, cfg: Any, start: float) -> bool:
+    """A phase that trains: resume `trainer` from `cfg.out`/compact when an earlier call saved it there, run it
+    towards `cfg.kimg` within the time budget; whether it got there."""
+    compact = Path(cfg.out) / "compact"
+    if (compact / "meta.json").exists():
+        trainer.load(compact)
+    if trainer.nimg < cfg.kimg * 1000:
+        run(trainer, cfg, start)
+    return trainer.nimg >= cfg.kimg * 1000
+
+
 def run_phases(phases: Sequence[Phase], stop_after: str = "") -> bool:
     """Run the phases that are not done, in order, until one is cut short by the time budget or the one named
     `stop_after` is done; True when every phase is."""

@@ -30,7 +30,16 @@ from core.training.dualstylegan.extrinsic import (
     StyleTrainer,
     read_extrinsic,
 )
-from core.training.scaffold import Phase, full, read_parts, run, run_phases, setup_distributed
+from core.training.scaffold import (
+    Phase,
+    full,
+    kimg_done,
+    read_parts,
+    resume_and_run,
+    run,
+    run_phases,
+    setup_distributed,
+)
 from core.training.stylegan2 import TrainConfig, Trainer
 
 
@@ -87,12 +96,6 @@ def destylize(cfg: DualStyleGANConfig, G: Generator, G_style: Generator, encoder
             "lpips": distance.cpu()}
 
 
-def kimg_done(folder: Path, kimg: float) -> bool:
-    """Whether the trainer saved in `folder` has seen `kimg` thousand images."""
-    meta = folder / "compact" / "meta.json"
-    return meta.exists() and json.loads(meta.read_text())["nimg"] >= kimg * 1000
-
-
 class Pipeline:
     """The phases of one run folder and what they share, each piece read from the folder when first needed."""
 
@@ -138,12 +141,7 @@ class Pipeline:
         return trainer
 
     def run_extrinsic(self, trainer: ExtrinsicTrainer, folder: Path, kimg: float) -> bool:
-        """Resume `trainer` where it was saved in `folder`, if it was, and run it towards `kimg` within the time
-        budget; whether it got there."""
-        if (folder / "compact" / "meta.json").exists():
-            trainer.load(folder / "compact")
-        run(trainer, dataclasses.replace(self.cfg, kimg=kimg, out=str(folder)), self.start)
-        return trainer.nimg >= kimg * 1000
+        return resume_and_run(trainer, dataclasses.replace(self.cfg, kimg=kimg, out=str(folder)), self.start)
 
     def align(self) -> bool:
         pixels, names, aligned = align_styles(self.cfg.styles, self.G.size)
