@@ -15,6 +15,9 @@
 #       best.tar.NN   the best G_ema by the in-loop FD, when it is not the last one
 #       logs.tgz      log.jsonl, metrics.jsonl, train.log, config.json, the last sample grid
 # Here: cat state.tar.* | tar x -C .carry/v2/state (likewise best.tar.* into .carry/v2/best)
+# A call that runs a snapshot of the code (git archive HEAD core tools pyproject.toml > code.tgz, carried) removes the
+# carried tree's core/ and tools/ first (`rm -rf core tools && tar xzf code.tgz && bash tools/gpu/...`): the device
+# copies the working tree, whose new untracked files would otherwise sit beside the snapshot's.
 set -euo pipefail
 mode=$1
 shift
@@ -38,8 +41,7 @@ python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=/tmp/site:$PWD/.bench/site_half:$PWD PYTHONUNBUFFERED=1
 carried=.carry/v2/state
 if [ -f $carried/meta.json ] && ! cmp -s $carried/meta.json "$run/carried-meta.json"; then
-  resume=$carried  # a state not resumed from on this machine yet
-  cp $carried/meta.json "$run/carried-meta.json"
+  resume=$carried  # a state not resumed from on this machine yet (marked taken once the run succeeded)
 elif [ -f "$run/state.pt" ]; then
   resume=$run/state.pt
 else
@@ -49,6 +51,7 @@ fi
 echo "resume from $resume; data $(du -sh "$run/data" | cut -f1)"
 python -m core.train stylegan2 --data "$run/data" --out "$run" --minutes "$minutes" --resume "$resume" --part-mb 15 "$@" 2>&1 |
   tee -a "$run/train.log"
+[ "$resume" = "$carried" ] && cp $carried/meta.json "$run/carried-meta.json"
 tar cf - -C "$run/compact" . | split -b 15M -d - "$out/state.tar."
 if [ -f "$run/best/meta.json" ] && ! cmp -s <(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['nimg'])" \
     "$run/best/meta.json") <(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['nimg'])" \
