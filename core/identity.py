@@ -64,23 +64,25 @@ def standardise(faces: torch.Tensor) -> torch.Tensor:
     return faces * (127.5 / 128)
 
 
-def forward(inputs: torch.Tensor, batch: int = 32) -> torch.Tensor:
+def forward(inputs: torch.Tensor, batch: int = 32, net: torch.nn.Module | None = None) -> torch.Tensor:
     """The network on standardised inputs [B, 3, 160, 160]: embeddings [B, 512] (unit vectors, no gradient), on
-    the inputs' device, `batch` images at a time."""
-    net = _net(inputs.device)
+    the inputs' device, `batch` images at a time. `net`: another copy of it (a trainer's, loaded from a file where
+    the installed graph is absent), else the installed graph's."""
+    net = net if net is not None else _net(inputs.device)
     with torch.no_grad():
         return torch.cat([torch.zeros(0, 512, device=inputs.device)]
                          + [net(chunk.float()) for chunk in inputs.split(batch)])
 
 
-def embed(images: torch.Tensor, box: tuple[float, float, float, float] = CROP_BOX) -> torch.Tensor:
+def embed(images: torch.Tensor, box: tuple[float, float, float, float] = CROP_BOX,
+          net: torch.nn.Module | None = None) -> torch.Tensor:
     """FaceNet embeddings [B, 512] (unit vectors, on the images' device) of FFHQ-aligned images [B, 3, H, W] in
-    [-1, 1], any H. `box` is only for calibrating CROP_BOX."""
+    [-1, 1], any H. `box` is only for calibrating CROP_BOX; `net` as in `forward`."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be [B, 3, H, W], not {list(images.shape)}")
     with torch.no_grad():
         inputs = standardise(crop(images.detach().float().clamp(-1, 1), box))
-    return forward(inputs)
+    return forward(inputs, net=net)
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

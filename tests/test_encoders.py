@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 from official import shared
+from test_training import write_shard
 
 from core.__main__ import main
 from core.artifacts import CheckpointError, sha256_of
@@ -159,3 +160,23 @@ def test_one_cli_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["train", "encoder", "--help"])
     assert "--progressive-start-kimg" in capsys.readouterr().out
+
+
+def test_encoder_quality_is_measured_in_the_loop_and_the_best_kept(tmp_path):
+    """`--metric-kimg`: the held-out round trip measured by name (the share of people lost, then LPIPS / PSNR),
+    logged in metrics.jsonl, and the best snapshot kept as a compact folder that exports."""
+    generator = save_generator(tiny_generator(), tmp_path / "G.safetensors")
+    shard = tmp_path / "data" / "heldout-00000.npz"
+    write_shard(shard, (torch.rand(6, 3, 64, 64) * 255).to(torch.uint8))
+    cfg = EncoderConfig(arch="psp", generator=str(generator), data=str(shard.parent), synthetic=1.0, identity=0.0,
+                        batch=2, device="cpu", widths="16,16,16,16", units="1,1,1,1", head_width=8, log_kimg=0.002,
+                        sample_minutes=0, kimg=0.006, metric_kimg=0.002, metric_samples=4,
+                        out=str(tmp_path / "run"))
+    trainer = train(cfg)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kimg"] for r in records] == [0.0, 0.002, 0.004, 0.006]
+    assert {"person_lost", "person_similarity", "reconstruction_lpips", "reconstruction_psnr"} <= set(records[0])
+    assert all(0 <= r["person_lost"] <= 1 and r["best_by"] == r["person_lost"] for r in records)
+    assert trainer.facenet is not None and records[0].get("saved_best")
+    best = export_encoder(tmp_path / "run" / "best" / "compact", tmp_path / "best.safetensors")
+    assert load_encoder(best, generator=generator).encode(torch.zeros(1, 3, 64, 64)).shape == (1, 10, 32)

@@ -44,6 +44,7 @@ from core.registry import load_generator, resolve
 from core.runtime import bf16
 from core.training.data import DeviceImageBank
 from core.training.loss import discriminator_loss, generator_loss, r1_penalty
+from core.training.metrics import MetricInputs, measure
 from core.training.scaffold import (
     RunConfig,
     StepMeans,
@@ -100,6 +101,10 @@ class EncoderConfig(RunConfig):
     amp: bool = True  # bf16 autocast (GPU)
     kimg: float = 3000.0
     log_kimg: float = 20.0
+    # quality in the loop (`--metric-kimg`; needs heldout-*.npz beside the data)
+    metrics: str = "person,reconstruction"  # core.training.metrics names: by default the share of held-out faces
+        # that do not come back as the same person (FaceNet) picks the best snapshot, then LPIPS and PSNR
+    metric_samples: int = 256  # held-out faces per measurement
 
     @property
     def identity_weight(self) -> float:
@@ -138,11 +143,11 @@ class EncoderTrainer:
             self.D = LatentDiscriminator(self.G.style_dim).to(device)
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.disc_lr, fused=device.type == "cuda")
         self.facenet = None
-        if cfg.identity_weight > 0:
+        if cfg.identity_weight > 0 or (cfg.metric_kimg and "person" in cfg.metrics.split(",")):
             from core.nets.facenet import load_facenet
 
             self.facenet = load_facenet(cfg.facenet or None, device=device).eval().requires_grad_(False)
-        self.data = self.heldout = None
+        self.data = self.heldout = self.heldout_bank = None
         if self.n_synthetic < self.batch:
             self.data = DeviceImageBank.from_shards(cfg.data, device, size=self.G.size, mirror=cfg.mirror,
                                                     seed=cfg.seed, rank=rank)
@@ -215,7 +220,7 @@ class EncoderTrainer:
                 value = lpips_distance(reconstruction, images).float().mean()
             loss = loss + cfg.lpips * value
             self.means.add("lpips", value)
-        if self.facenet is not None:
+        if cfg.identity_weight > 0:
             value = self.identity_loss(reconstruction, images)
             loss = loss + cfg.identity_weight * value
             self.means.add("id_loss", value)
@@ -269,6 +274,25 @@ class EncoderTrainer:
         return {"heldout_mse": F.mse_loss(reconstruction, self.heldout),
                 "heldout_lpips": lpips_distance(reconstruction, self.heldout).mean()}
 
+    def measure(self) -> dict[str, float]:
+        """The run's metrics (`cfg.metrics`) of the encoder's round trip on the held-out faces beside the data."""
+        if self.heldout_bank is None:
+            self.heldout_bank = DeviceImageBank.from_shards(self.cfg.data, self.device, size=self.G.size,
+                                                            split="heldout").images
+
+        @torch.no_grad()
+        def reconstruct(images: torch.Tensor) -> torch.Tensor:
+            with bf16(self.cfg.amp, self.device):
+                return self.G.synthesis(self.to_wplus(self.encode(images)), noise_mode="const").float()
+
+        names = [name for name in self.cfg.metrics.split(",") if name]
+        return measure(names, MetricInputs(self.G, self.heldout_bank, samples=self.cfg.metric_samples,
+                                           reconstruct=reconstruct, facenet=self.facenet, batch=32))
+
+    def save_best(self, folder: Path) -> None:
+        """`folder`/compact, what `export-encoder` reads, kept while it is the best by the first metric."""
+        self.save(folder)
+
     def pop_stats(self) -> dict[str, float]:
         """Means since the last call (one host sync), the held-out losses and e4e's progressive stage."""
         values = self.means.pop(self.heldout_loss())
@@ -277,7 +301,8 @@ class EncoderTrainer:
     @torch.no_grad()
     def sample_grid(self, path: str | Path) -> Path:
         """Held-out faces (or training ones) over their reconstructions, 8 per row."""
-        targets = self.heldout[:16] if self.heldout is not None else self.synthetic_batch(16)[0]
+        targets = self.heldout if self.heldout is not None and len(self.heldout) >= 8 else self.synthetic_batch(16)[0]
+        targets = targets[: 8 * (min(len(targets), 16) // 8)]  # one or two rows of 8
         with bf16(self.cfg.amp, self.device):
             reconstruction = self.G.synthesis(self.to_wplus(self.encode(targets)), noise_mode="const").float()
         rows = torch.cat([targets[:8], reconstruction[:8], targets[8:], reconstruction[8:]])

@@ -1,5 +1,6 @@
-"""Quality measured inside training, as stylegan3 does: each metric is a name in `METRICS`, computed from the EMA
-generator against the held-out faces on the training device, logged beside the losses.
+"""Quality measured inside training, as stylegan3 does: each metric is a name in `METRICS`, computed against the
+held-out faces on the training device and logged beside the losses: the generator's (FD / KID / precision / recall
+of its samples) and an encoder's (its round trip: reconstruction, and whether FaceNet still sees the person).
 
 Inception weights are not available offline, and dlib does not run on the GPU machine, so the in-loop feature space
 is LPIPS-AlexNet's deepest layer (unit-normalised per position, averaged over the image: 256 numbers a face, the
@@ -16,7 +17,8 @@ import lpips
 import numpy as np
 import torch
 
-from core.measures import distribution_distances, get_lpips
+from core import identity
+from core.measures import distribution_distances, get_lpips, lpips_distance
 from core.nets.stylegan2 import Generator
 
 
@@ -27,10 +29,12 @@ class MetricInputs:
 
     generator: Generator
     heldout: torch.Tensor
-    reference: torch.Tensor
+    reference: torch.Tensor | None = None
     samples: int = 1000
     seed: int = 0
     batch: int = 100
+    reconstruct: Callable[[torch.Tensor], torch.Tensor] | None = None  # an encoder's round trip, [-1, 1] -> [-1, 1]
+    facenet: torch.nn.Module | None = None  # the trainer's FaceNet (None: the installed graph's, `core.identity`)
 
 
 @torch.no_grad()
@@ -70,10 +74,40 @@ def lpips_alex_floor(inputs: MetricInputs) -> dict[str, float]:
                                   lpips_alex_features(inputs.reference[: inputs.samples], inputs.batch))
 
 
-# name -> function; a run's `--metrics` names them, the first one's "fd" picks the best snapshot.
+@torch.no_grad()
+def round_trip(inputs: MetricInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out faces, their reconstructions by the encoder), both [N, 3, H, W] in [-1, 1], N = `samples` at most."""
+    real = inputs.heldout[: inputs.samples].float() / 127.5 - 1
+    return real, torch.cat([inputs.reconstruct(chunk).float().clamp(-1, 1) for chunk in real.split(inputs.batch)])
+
+
+def person_kept(inputs: MetricInputs) -> dict[str, float]:
+    """FaceNet between each held-out face and its reconstruction: the share *not* given back as the same person
+    first (lower is better, so the best snapshot is the one that loses the fewest people), then the mean
+    similarity."""
+    real, rebuilt = round_trip(inputs)
+    similarity = identity.similarity(identity.embed(rebuilt, net=inputs.facenet),
+                                     identity.embed(real, net=inputs.facenet))
+    return {"lost": 1 - identity.same_person(similarity).float().mean().item(),
+            "similarity": similarity.mean().item()}
+
+
+@torch.no_grad()
+def reconstruction(inputs: MetricInputs) -> dict[str, float]:
+    """LPIPS-AlexNet and PSNR between the held-out faces and their reconstructions."""
+    real, rebuilt = round_trip(inputs)
+    pairs = zip(rebuilt.split(inputs.batch), real.split(inputs.batch), strict=True)
+    mse = (real - rebuilt).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
+    return {"lpips": torch.cat([lpips_distance(a, b) for a, b in pairs]).mean().item(),
+            "psnr": (10 * torch.log10(4 / mse)).mean().item()}
+
+
+# name -> function; a run's `--metrics` names them, the first one's first value picks the best snapshot.
 METRICS: dict[str, Callable[[MetricInputs], dict[str, float]]] = {
-    "alex": lpips_alex_distances,
+    "alex": lpips_alex_distances,  # generators
     "alex_floor": lpips_alex_floor,
+    "person": person_kept,  # encoders
+    "reconstruction": reconstruction,
 }
 
 
