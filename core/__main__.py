@@ -110,11 +110,11 @@ def write_inversion(args: argparse.Namespace, photo: Path, folder: Path, crop, r
     result.measure(pil_to_tensor(crop))
     result.save(folder / "result.safetensors")
     report = {"photo": str(photo), "method": args.method, "model": args.model, "options": result.options,
-              "timings": result.timings, "metrics": {k: _finite(v[0]) for k, v in result.metrics.items()}}
+              "timings": result.timings, "measures": {k: _finite(v[0]) for k, v in result.measures.items()}}
     (folder / "metrics.json").write_text(json.dumps(report, indent=1))
-    same = "same person" if result.metrics["same_person"][0] else "NOT the same person"
-    print(f"{photo.name}: psnr {result.metrics['psnr'][0]:.1f} dB, lpips {result.metrics['lpips'][0]:.3f}, "
-          f"{same} (identity {result.metrics['identity'][0]:.2f}), {result.timings['total']:.1f} s -> {folder}")
+    same = "same person" if result.measures["same_person"][0] else "NOT the same person"
+    print(f"{photo.name}: psnr {result.measures['psnr'][0]:.1f} dB, lpips {result.measures['lpips'][0]:.3f}, "
+          f"{same} (identity {result.measures['identity'][0]:.2f}), {result.timings['total']:.1f} s -> {folder}")
 
 
 def run_invert(args: argparse.Namespace) -> int:
@@ -302,7 +302,7 @@ def run_edit(args: argparse.Namespace) -> int:
             crop.save(folder / "aligned.png")
         if args.save_result:
             result.save(folder / "result.safetensors")
-        entry = {"folder": str(folder), "inversion": {k: _finite(v[0]) for k, v in result.metrics.items()
+        entry = {"folder": str(folder), "inversion": {k: _finite(v[0]) for k, v in result.measures.items()
                                                       if isinstance(v, list)}}
         if args.traverse:
             write_traverse(playground, result, edits, args.traverse, args.frames, folder)

@@ -149,7 +149,7 @@ def test_cli_inverts_with_an_encoder(method, tmp_path):
     shutil.copy(photo, tmp_path / "face.jpg")
     assert main(["invert", str(tmp_path / "face.jpg"), "--method", method, "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "face" / "metrics.json").read_text())
-    assert report["method"] == method and 0 < report["metrics"]["lpips"] < 0.6 and report["timings"]["total"] < 5
+    assert report["method"] == method and 0 < report["measures"]["lpips"] < 0.6 and report["timings"]["total"] < 5
 
 
 def test_one_cli_lists_every_command(capsys):

@@ -116,8 +116,8 @@ def test_w_plus_reconstructs_a_mixed_target_better_than_w(G):
         target = G.synthesis(G.mapping(torch.randn(G.n_latent, G.style_dim, generator=g)).unsqueeze(0))
     w = invert(G, target, "w", steps=60)
     w_plus = invert(G, target, "w+", steps=60)
-    assert w_plus.metrics["lpips"][0] < w.metrics["lpips"][0]
-    assert w_plus.metrics["mse"][0] < w.metrics["mse"][0]
+    assert w_plus.measures["lpips"][0] < w.measures["lpips"][0]
+    assert w_plus.measures["mse"][0] < w.measures["mse"][0]
     assert w.pivot.shape == (1, G.style_dim) and w_plus.pivot.shape == (1, G.n_latent, G.style_dim)
 
 
@@ -153,7 +153,7 @@ def test_multi_id_tunes_one_generator_for_every_image():
     targets = faces_or_perturbed(G, 2)
     result = invert(G, targets, "pti", project_steps=20, steps=300, early_stop=None, **FAST)
     assert result.pivot.shape == (2, G.style_dim) and result.reconstruction.shape == targets.shape
-    assert max(result.metrics["lpips"]) <= 0.1 < min(result.losses["tune"]["lpips_max"][:1])  # both came close
+    assert max(result.measures["lpips"]) <= 0.1 < min(result.losses["tune"]["lpips_max"][:1])  # both came close
     # one generator: each reconstruction is that generator's image of that image's pivot
     torch.testing.assert_close(result.render(G, result.pivot[1:2]), result.reconstruction[1:2])
 
@@ -179,7 +179,7 @@ def test_saved_result_reloads_to_the_same_image(G, tmp_path):
         assert torch.equal(loaded.render(G), result.reconstruction)
         assert torch.equal(loaded.pivot, result.pivot) and loaded.delta.keys() == result.delta.keys()
         torch.testing.assert_close(loaded.reconstruction, result.reconstruction, atol=2e-3, rtol=0)
-        assert loaded.losses == result.losses and loaded.metrics == result.metrics
+        assert loaded.losses == result.losses and loaded.measures == result.measures
     with pytest.raises(ValueError, match="another generator"):
         loaded.generator(tiny_generator(seed=1))
 
@@ -265,7 +265,7 @@ def test_independent_pti_of_a_batch_equals_each_photos_own_run():
         for name, change in own.delta.items():
             torch.testing.assert_close(mine.delta[name].float(), change.float(), atol=FAST["lr"], rtol=0)
         torch.testing.assert_close(mine.reconstruction, own.reconstruction, atol=0.05, rtol=0)
-        assert abs(mine.metrics["lpips"][0] - own.metrics["lpips"][0]) < 2e-3
+        assert abs(mine.measures["lpips"][0] - own.measures["lpips"][0]) < 2e-3
     assert not torch.equal(batched[0].delta["convs.0.conv.weight"], batched[1].delta["convs.0.conv.weight"])
     # a W pivot: the projection too gives each photo its batch-1 run's random draws
     batched = invert(G, targets, "pti", independent=True, project_steps=6, steps=2, **FAST)
@@ -315,10 +315,10 @@ def test_cli_inverts_a_folder_and_reports_photos_without_a_face(G, tmp_path):
     written = sorted(p.name for p in (tmp_path / "out" / "face").iterdir())
     assert written == ["aligned.png", "metrics.json", "reconstruction.png", "result.safetensors"]
     report = json.loads((tmp_path / "out" / "face" / "metrics.json").read_text())
-    assert {"mse", "psnr", "lpips", "ms_ssim", "identity", "same_person"} <= report["metrics"].keys()
+    assert {"mse", "psnr", "lpips", "ms_ssim", "identity", "same_person"} <= report["measures"].keys()
     reloaded = InversionResult.load(tmp_path / "out" / "face" / "result.safetensors")
     assert reloaded.method == "pti" and "lpips=[" in repr(reloaded)  # per-image measures, as the result's own
-    assert reloaded.metrics["identity"] == [report["metrics"]["identity"]] and len(reloaded.metrics["psnr"]) == 1
+    assert reloaded.measures["identity"] == [report["measures"]["identity"]] and len(reloaded.measures["psnr"]) == 1
     assert not (tmp_path / "out" / "sky").exists()
 
 

@@ -52,7 +52,7 @@ class InversionResult:
 
     pivot: W [N, D] or W+ [N, n_latent, D]; noise: per-layer maps [N, 1, h, w] or None (the generator's stored
     noise); reconstruction: [N, 3, H, W] in [-1, 1], rendered from exactly what `render(base)` rebuilds.
-    losses: {phase: {name: value per step}}; timings: seconds per phase; metrics: per-image `lpips` (alex) and
+    losses: {phase: {name: value per step}}; timings: seconds per phase; measures: per-image `lpips` (alex) and
     `mse` (on [0, 1]) against the targets, plus whatever a caller adds, per image too (`core.measures.score_each`).
     """
 
@@ -63,7 +63,7 @@ class InversionResult:
     noise: list[torch.Tensor] | None = None
     losses: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    measures: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
     _tuned: tuple[int, str, Generator] | None = field(default=None, init=False, repr=False, compare=False)
@@ -99,7 +99,7 @@ class InversionResult:
         result.reconstruction = result.render(base)
         rec, tgt = result.reconstruction, targets.detach().float().cpu()
         with torch.no_grad():
-            result.metrics = {"lpips": lpips_distance(rec, tgt).tolist(), "mse": mse(rec, tgt).tolist()}
+            result.measures = {"lpips": lpips_distance(rec, tgt).tolist(), "mse": mse(rec, tgt).tolist()}
         return result
 
     # -- using it ------------------------------------------------------------------------------------
@@ -134,12 +134,12 @@ class InversionResult:
         return G.synthesis(ws, noise_mode="const", noise=noise).float().cpu()
 
     def measure(self, targets: torch.Tensor) -> dict[str, list[float]]:
-        """Every measure of `core.measures.score_each` against the targets, per image, kept in `metrics`: LPIPS and
+        """Every measure of `core.measures.score_each` against the targets, per image, kept in `measures`: LPIPS and
         MSE, scored when the result was made, are not scored again."""
         from core.measures import score_each
 
-        self.metrics = score_each(self.reconstruction, targets, skip=self.metrics) | self.metrics
-        return self.metrics
+        self.measures = score_each(self.reconstruction, targets, skip=self.measures) | self.measures
+        return self.measures
 
     @property
     def nbytes(self) -> int:
@@ -148,7 +148,7 @@ class InversionResult:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def __repr__(self) -> str:
-        lpips = ", ".join(f"{v:.3f}" for v in self.metrics.get("lpips", []))
+        lpips = ", ".join(f"{v:.3f}" for v in self.measures.get("lpips", []))
         return (
             f"InversionResult(method={self.method!r}, pivot={tuple(self.pivot.shape)}, "
             f"changed tensors={len(self.delta)}, {self.nbytes / 1e6:.1f} MB, lpips=[{lpips}], "
@@ -165,7 +165,7 @@ class InversionResult:
         tensors |= {f"noise/{i}": maps for i, maps in enumerate(self.noise or [])}
         log = {
             "method": self.method, "has_noise": self.noise is not None, "losses": self.losses,
-            "timings": self.timings, "metrics": self.metrics, "options": self.options, "base": self.base,
+            "timings": self.timings, "measures": self.measures, "options": self.options, "base": self.base,
         }
         return artifacts.write(path, "inversion", tensors, {"result": json.dumps(log)})
 
@@ -182,7 +182,7 @@ class InversionResult:
             noise=[tensors[k] for k in noise_keys] if log["has_noise"] else None,
             losses=log["losses"],
             timings=log["timings"],
-            metrics=log["metrics"],
+            measures=log.get("measures", log.get("metrics", {})),  # files written before the rename say "metrics"
             options=log["options"],
             base=log["base"],
         )
