@@ -2,7 +2,7 @@
 
 Runs on a small random generator (its "faces" are colour blobs) unless `APP_TEST_MODEL` names another model,
 e.g. `APP_TEST_MODEL=default` for the embedded one. Saves a screenshot of the page in the test's tmp dir;
-`UPDATE_SCREENSHOT=1` also writes it to docs/screenshots/app.png for the README.
+`UPDATE_SCREENSHOT=1 APP_TEST_MODEL=default` also writes it to docs/screenshots/app.png for the README.
 """
 
 from __future__ import annotations

@@ -37,10 +37,11 @@ def build(ctx: AppContext, page: Page) -> None:
             locality = gr.Checkbox(preset_locality("fast"), label="Locality regularisation (PTI)",
                                    info="keeps the tuned generator unchanged away from this face, and its edits "
                                    "closer to the original generator's")
-            preset = gr.Radio([("Fast (under a minute on 2 CPU cores)", "fast"), ("Paper (450 + 350 steps)", "paper")],
+            preset = gr.Radio([("Fast (100 + ≤ 100 steps)", "fast"), ("Paper (450 + 350 steps)", "paper")],
                               value="fast", label="PTI settings", elem_id="invert-preset",
                               info="fast: 100-step pivot, ≤ 100 tuning steps at 3x the paper's lr with locality; both "
-                              "give back the person, the paper's edits a little more strongly")
+                              "give back the person, the paper's edits a little more strongly (seconds and "
+                              "measures: benchmarks/README.md)")
             latent_steps, tune_steps = step_sliders("invert", *preset_steps("fast"))
             preset.change(lambda name: (*preset_steps(name), preset_locality(name)), preset,
                           [latent_steps, tune_steps, locality], api_name=False, queue=False)
