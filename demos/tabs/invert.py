@@ -53,7 +53,8 @@ def build(ctx: AppContext, page: Page) -> None:
                                   elem_classes="face", elem_id="invert-reconstruction")
         with gr.Column():
             measures = gr.Dataframe(headers=["measure", "value"], label="Measures (against the aligned original)",
-                                    interactive=False, elem_id="invert-measures")
+                                    interactive=False, wrap=True, column_widths=["62%", "38%"],
+                                    elem_id="invert-measures")
             gr.Markdown("Then open the **Edit** tab to change the face.")
 
     @user_errors
