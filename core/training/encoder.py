@@ -34,9 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core import artifacts, identity
 from core.artifacts import sha256_of
-from core.data import decode_shard
 from core.encoders_io import build_encoder, read_encoder_file
-from core.faces import from_uint8
 from core.measures import lpips_distance
 from core.nets.encoders import LatentDiscriminator
 from core.nets.stylegan2 import Generator
@@ -147,13 +145,14 @@ class EncoderTrainer:
             from core.nets.facenet import load_facenet
 
             self.facenet = load_facenet(cfg.facenet or None, device=device).eval().requires_grad_(False)
-        self.data = self.heldout = self.heldout_bank = None
+        self.data = self.heldout = self.heldout_faces = None
         if self.n_synthetic < self.batch:
             self.data = DeviceImageBank.from_shards(cfg.data, device, size=self.G.size, mirror=cfg.mirror,
                                                     seed=cfg.seed, rank=rank)
-        heldout = sorted(Path(cfg.data).glob("heldout-*.npz")) if cfg.data else []
-        if heldout:
-            self.heldout = from_uint8(torch.from_numpy(decode_shard(heldout[0])[0][:64])).to(device)
+        if cfg.data and any(Path(cfg.data).glob("heldout-*.npz")):  # read once: the metrics' faces (uint8), the
+            # first 64 of them for the held-out loss and the sample grid
+            self.heldout_faces = DeviceImageBank.from_shards(cfg.data, device, size=self.G.size, split="heldout").images
+            self.heldout = self.heldout_faces[:64].float() / 127.5 - 1
         torch.manual_seed(cfg.seed + rank + 1)
         self.nimg, self.step_index = 0, 0
         self.means = StepMeans(device)
@@ -276,9 +275,6 @@ class EncoderTrainer:
 
     def measure(self) -> dict[str, float]:
         """The run's metrics (`cfg.metrics`) of the encoder's round trip on the held-out faces beside the data."""
-        if self.heldout_bank is None:
-            self.heldout_bank = DeviceImageBank.from_shards(self.cfg.data, self.device, size=self.G.size,
-                                                            split="heldout").images
 
         @torch.no_grad()
         def reconstruct(images: torch.Tensor) -> torch.Tensor:
@@ -286,7 +282,7 @@ class EncoderTrainer:
                 return self.G.synthesis(self.to_wplus(self.encode(images)), noise_mode="const").float()
 
         names = [name for name in self.cfg.metrics.split(",") if name]
-        return measure(names, MetricInputs(self.G, self.heldout_bank, samples=self.cfg.metric_samples,
+        return measure(names, MetricInputs(self.G, self.heldout_faces, samples=self.cfg.metric_samples,
                                            reconstruct=reconstruct, facenet=self.facenet, batch=32))
 
     def save_best(self, folder: Path) -> None:

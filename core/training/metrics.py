@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core import identity
-from core.measures import distribution_distances, get_lpips, lpips_distance
+from core.measures import distribution_distances, get_lpips, lpips_distance, psnr
 from core.nets.stylegan2 import Generator
 
 
@@ -97,9 +97,8 @@ def reconstruction(inputs: MetricInputs) -> dict[str, float]:
     """LPIPS-AlexNet and PSNR between the held-out faces and their reconstructions."""
     real, rebuilt = round_trip(inputs)
     pairs = zip(rebuilt.split(inputs.batch), real.split(inputs.batch), strict=True)
-    mse = (real - rebuilt).pow(2).mean((1, 2, 3)).clamp(min=1e-10)
     return {"lpips": torch.cat([lpips_distance(a, b) for a, b in pairs]).mean().item(),
-            "psnr": (10 * torch.log10(4 / mse)).mean().item()}
+            "psnr": psnr(rebuilt, real).mean().item()}
 
 
 # name -> function; a run's `--metrics` names them, the first one's first value picks the best snapshot.

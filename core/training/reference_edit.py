@@ -167,7 +167,7 @@ class EditTransformerTrainer:
 
     def __init__(self, cfg: ReferenceEditConfig, classifier: LatentAttributeClassifier, codes: torch.Tensor,
                  labels: torch.Tensor, attributes: list[int], device: torch.device, G: Generator | None = None,
-                 samples: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 sample_codes: torch.Tensor | None = None):
         torch.manual_seed(cfg.seed)
         self.cfg, self.device, self.rank, self.nimg, self.step_index = cfg, device, 0, 0, 0
         self.classifier, self.codes, self.attributes = classifier.to(device), codes.to(device), attributes
@@ -177,7 +177,7 @@ class EditTransformerTrainer:
         self.weights = tuple(float(w) for w in cfg.edit_weights.split(","))
         self.keep = held_still(self.hard, cfg.correlated)
         self.means = StepMeans(device)
-        self.G, self.samples = G, samples
+        self.G, self.sample_codes = G, sample_codes
 
     def step(self) -> None:
         attribute = self.attributes[self.step_index % len(self.attributes)]
@@ -200,9 +200,9 @@ class EditTransformerTrainer:
     def sample_grid(self, path: str | Path) -> Path | None:
         """Rows: 8 held-out sources, their references (the next source), each edited towards its reference on the
         first trained attribute."""
-        if self.G is None or self.samples is None:
+        if self.G is None or self.sample_codes is None:
             return None
-        source = self.samples[0][:8].float().to(self.device)
+        source = self.sample_codes[:8].float().to(self.device)
         reference = source.roll(1, 0)
         edited = self.model.eval()(source, reference, torch.full((len(source),), self.attributes[0],
                                                                  device=self.device))
@@ -300,8 +300,7 @@ def train(cfg: ReferenceEditConfig) -> Path | None:
     classifier = first.model.eval().requires_grad_(False)
     table = accuracy_table(classifier, heldout_codes.to(device), heldout_labels.to(device))
     attributes = [CELEBA_ATTRIBUTES.index(name) for name in cfg.attributes.split(",")]
-    second = EditTransformerTrainer(cfg, classifier, codes, targets, attributes, device, G.to(device),
-                                    (heldout_codes, heldout_labels))
+    second = EditTransformerTrainer(cfg, classifier, codes, targets, attributes, device, G.to(device), heldout_codes)
     if not run_phase(second, cfg, phase_folder(cfg, "edit", *EDIT_OPTIONS), cfg.edit_steps, cfg.edit_batch, clock):
         return None
     tensors = {f"classifier.{k}": v for k, v in half(classifier.state_dict()).items()}
