@@ -10,6 +10,7 @@ the snapshots a run keeps (`benchmarks/generator_quality.py`); both spaces rank 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,14 @@ class MetricInputs:
     batch: int = 100
     reconstruct: Callable[[torch.Tensor], torch.Tensor] | None = None  # an encoder's round trip, [-1, 1] -> [-1, 1]
     facenet: torch.nn.Module | None = None  # the trainer's FaceNet (None: the installed graph's, `core.identity`)
+
+    @functools.cached_property
+    @torch.no_grad()
+    def round_trip(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(held-out faces, their reconstructions by the encoder), both [N, 3, H, W] in [-1, 1], N = `samples` at
+        most; drawn once for every metric of a measurement."""
+        real = self.heldout[: self.samples].float() / 127.5 - 1
+        return real, torch.cat([self.reconstruct(chunk).float().clamp(-1, 1) for chunk in real.split(self.batch)])
 
 
 @torch.no_grad()
@@ -74,18 +83,11 @@ def lpips_alex_floor(inputs: MetricInputs) -> dict[str, float]:
                                   lpips_alex_features(inputs.reference[: inputs.samples], inputs.batch))
 
 
-@torch.no_grad()
-def round_trip(inputs: MetricInputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """(held-out faces, their reconstructions by the encoder), both [N, 3, H, W] in [-1, 1], N = `samples` at most."""
-    real = inputs.heldout[: inputs.samples].float() / 127.5 - 1
-    return real, torch.cat([inputs.reconstruct(chunk).float().clamp(-1, 1) for chunk in real.split(inputs.batch)])
-
-
 def person_kept(inputs: MetricInputs) -> dict[str, float]:
     """FaceNet between each held-out face and its reconstruction: the share *not* given back as the same person
     first (lower is better, so the best snapshot is the one that loses the fewest people), then the mean
     similarity."""
-    real, rebuilt = round_trip(inputs)
+    real, rebuilt = inputs.round_trip
     similarity = identity.similarity(identity.embed(rebuilt, net=inputs.facenet),
                                      identity.embed(real, net=inputs.facenet))
     return {"lost": 1 - identity.same_person(similarity).float().mean().item(),
@@ -95,7 +97,7 @@ def person_kept(inputs: MetricInputs) -> dict[str, float]:
 @torch.no_grad()
 def reconstruction(inputs: MetricInputs) -> dict[str, float]:
     """LPIPS-AlexNet and PSNR between the held-out faces and their reconstructions."""
-    real, rebuilt = round_trip(inputs)
+    real, rebuilt = inputs.round_trip
     pairs = zip(rebuilt.split(inputs.batch), real.split(inputs.batch), strict=True)
     return {"lpips": torch.cat([lpips_distance(a, b) for a, b in pairs]).mean().item(),
             "psnr": psnr(rebuilt, real).mean().item()}
