@@ -21,11 +21,10 @@ from core.nets.facenet import (
     FILENAME,
     InceptionResnetV1,
     convert_graph,
-    default_facenet_path,
-    graph_path,
     graph_state_dict,
     load_facenet,
 )
+from core.registry import resolve
 
 
 def parity_faces(ffhq: int = 20, lfw_people: int = 5, shared: str | os.PathLike | None = None):
@@ -63,7 +62,7 @@ def opencv_forward(inputs: torch.Tensor) -> torch.Tensor:
     `opencv-python-headless` 5.0 (a development requirement: 4.10-4.14 fail to import this graph)."""
     import cv2
 
-    net = cv2.dnn.readNetFromTensorflow(str(graph_path()))
+    net = cv2.dnn.readNetFromTensorflow(str(resolve("facenet")))
     embeddings = [torch.zeros(0, EMBEDDING)]
     for blob in inputs.detach().float().cpu().numpy():
         net.setInput(np.ascontiguousarray(blob[None]))
@@ -87,7 +86,7 @@ def parity_report(paths: dict[str, str | os.PathLike] | None = None, ffhq: int =
     reference = opencv_forward(inputs)
     ref_sims, ref_summary = summary(reference)
     nets = {"float32": InceptionResnetV1().eval().requires_grad_(False)}
-    nets["float32"].load_state_dict(graph_state_dict(graph_path()))
+    nets["float32"].load_state_dict(graph_state_dict(resolve("facenet")))
     for label, path in (paths or {}).items():
         nets[label] = load_facenet(path)
     report = {"faces": len(inputs), "same_person_pairs": int(same.sum()), "opencv": ref_summary,
@@ -108,9 +107,12 @@ if __name__ == "__main__":
     import sys
 
     torch.set_num_threads(1)
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else default_facenet_path().parent
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = Path(sys.argv[1])
+    graph = resolve("facenet")
     files = {
-        "float16": convert_graph(graph_path(), out / FILENAME),
-        "int8": convert_graph(graph_path(), out / FILENAME.replace(".safetensors", "-int8.safetensors"), quantise=True),
+        "float16": convert_graph(graph, out / FILENAME),
+        "int8": convert_graph(graph, out / FILENAME.replace(".safetensors", "-int8.safetensors"), quantise=True),
     }
     print(json.dumps(parity_report(files), indent=1))

@@ -19,6 +19,7 @@ a differentiable slice-and-resize (the identity losses of training use it with t
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
@@ -39,12 +40,23 @@ CROP_BOX = (0.113, 0.175, 0.911, 0.973)
 SAME_PERSON = 0.477
 
 
-@functools.cache
-def _net(device: torch.device) -> torch.nn.Module:
-    """The frozen float32 network on `device`, read from the installed graph once per process and device."""
-    from core.nets.facenet import frozen_facenet
+def facenet(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The frozen network on `device`: a converted file's (`core.nets.facenet.convert_graph`, what a GPU machine
+    without the pip package is given), else (path None) the registry's "facenet" graph in float32, read once per
+    process and device."""
+    if path:
+        from core.nets.facenet import load_facenet
 
-    return frozen_facenet().to(device)
+        return load_facenet(path, device=device)
+    return _installed(torch.device(device))
+
+
+@functools.cache
+def _installed(device: torch.device) -> torch.nn.Module:
+    from core.nets.facenet import frozen_facenet
+    from core.registry import resolve
+
+    return frozen_facenet(resolve("facenet")).to(device)
 
 
 def crop(images: torch.Tensor, box: tuple[float, float, float, float] = CROP_BOX) -> torch.Tensor:
@@ -68,7 +80,7 @@ def forward(inputs: torch.Tensor, batch: int = 32, net: torch.nn.Module | None =
     """The network on standardised inputs [B, 3, 160, 160]: embeddings [B, 512] (unit vectors, no gradient), on
     the inputs' device, `batch` images at a time. `net`: another copy of it (a trainer's, loaded from a file where
     the installed graph is absent), else the installed graph's."""
-    net = net if net is not None else _net(inputs.device)
+    net = net if net is not None else facenet(device=inputs.device)
     with torch.no_grad():
         return torch.cat([torch.zeros(0, 512, device=inputs.device)]
                          + [net(chunk.float()) for chunk in inputs.split(batch)])

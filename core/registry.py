@@ -1,6 +1,8 @@
-"""Named checkpoints, `from_pretrained` style: embedded ones ship in the repo, official ones download on demand.
+"""Named checkpoints, `from_pretrained` style: embedded ones ship in the repo, official ones download on demand,
+third-party weights the measures use (FaceNet, the LPIPS trunks) are read from the pip packages that ship them.
 
-`resolve(name)` returns a local file: an embedded entry's path inside the repo, or an official entry's file in
+`resolve(name)` returns a local file: an embedded entry's path inside the repo, an installed entry's file inside its
+pip package (located, never imported), or an official entry's file in
 the cache (`$STYLEGAN_PLAYGROUND_CACHE`, default `~/.cache/stylegan-playground`), downloaded once with a
 progress bar and checked against its sha256. Offline mode (`STYLEGAN_PLAYGROUND_OFFLINE=1` or
 `HF_HUB_OFFLINE=1`) never touches the network and says what to download by hand and where to put it.
@@ -11,6 +13,7 @@ pinned in the cache's `hashes.json` (trust on first use) and every later copy mu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -41,13 +44,19 @@ class Entry:
     path: str | None = None  # embedded: path relative to the repo root
     url: str | None = None  # official: where the publisher hosts it
     filename: str | None = None  # official: file name in the cache
-    sha256: str | None = None
+    installed: str | None = None  # a file of an installed pip package: "import_name/path/inside" (`extra["pip"]`)
+    sha256: str | None = None  # installed: `extra["variants"]` names other accepted copies (e.g. a float16 one)
     licence: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
     def embedded(self) -> bool:
         return self.path is not None
+
+    @property
+    def local(self) -> bool:
+        """Never downloaded: shipped in the repo or in an installed package."""
+        return self.embedded or self.installed is not None
 
 
 REGISTRY_FILE = Path(__file__).with_name("registry.json")  # the entries, as data
@@ -139,6 +148,28 @@ def embedded_path(name: str, relative: str) -> Path:
     return path
 
 
+@functools.cache
+def _installed_digest(path: Path, size: int, mtime: float) -> str:
+    return sha256_of(path)
+
+
+def installed_path(entry: Entry) -> Path:
+    """An installed entry's file inside its pip package, checked against the entry's sha256 (or a variant's)."""
+    package, _, inside = entry.installed.partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{entry.name!r} ({entry.description}) comes from `{entry.extra.get('pip')}`")
+    path = Path(next(iter(spec.submodule_search_locations))) / inside
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall with `{entry.extra.get('pip')}`")
+    stat = path.stat()
+    digest = _installed_digest(path, stat.st_size, stat.st_mtime)
+    if digest not in (entry.sha256, *entry.extra.get("variants", {}).values()):
+        raise CheckpointError(f"{path}: sha256 {digest} is not {entry.name!r}'s ({entry.sha256}); not used. "
+                              f"Reinstall with `{entry.extra.get('pip')}`")
+    return path
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """A registry name or a file path -> a verified local file."""
     name = str(name_or_path)
@@ -146,6 +177,8 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
         entry = REGISTRY[name]
         if entry.embedded:
             return embedded_path(name, entry.path)
+        if entry.installed:
+            return installed_path(entry)
         cached = cache_dir() / entry.filename
         if cached.is_file():
             expected = _expected_hash(entry)
@@ -206,5 +239,5 @@ encoder_for = made_for  # the encoder of an inversion method ('psp', 'e4e', 'sty
 
 
 def available(kind: str | None = None) -> list[Entry]:
-    """Registry entries (of one kind), embedded first."""
-    return sorted((e for e in REGISTRY.values() if kind in (None, e.kind)), key=lambda e: (not e.embedded, e.name))
+    """Registry entries (of one kind), local ones (embedded, installed) first."""
+    return sorted((e for e in REGISTRY.values() if kind in (None, e.kind)), key=lambda e: (not e.local, e.name))

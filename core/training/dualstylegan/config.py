@@ -21,7 +21,7 @@ class DualStyleGANConfig(RunConfig):
     discriminator: str = ""  # face discriminator weights (compact folder with D-*.safetensors) for G' ('' = fresh)
     pretrained: str = ""  # stage II: '' = the registry's for the generator (else trained here), a shipped file
         # (`export_stage2`), a `pretrain/` folder of another run, or 'train' (train it in out/pretrain)
-    facenet: str = ""  # FaceNet weights for the identity loss ('' = the converted cache)
+    facenet: str = ""  # a converted FaceNet file for the identity loss ('' = the registry's graph)
     out: str = "runs/dualstylegan"  # output folder: styles.npz, finetune/, codes.safetensors, pretrain/, style/,
         # NAME.safetensors
     stop_after: str = ""  # align | finetune | codes: stop after that phase (align needs dlib, which a GPU machine

@@ -190,9 +190,7 @@ class StyleTrainer(ExtrinsicTrainer):
         self.alex = get_lpips("alex", device).eval().requires_grad_(False)
         self.facenet = None
         if cfg.identity > 0:
-            from core.nets.facenet import load_facenet
-
-            self.facenet = load_facenet(cfg.facenet or None, device=device).eval().requires_grad_(False)
+            self.facenet = identity.facenet(cfg.facenet or None, device)
 
     def feature_statistics(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         features = self.alex.net(self.alex.scaling_layer(images))[: self.cfg.style_layers]
