@@ -1,12 +1,12 @@
 """How many CPU threads torch should use: all free cores, and fewer when other jobs already hold some.
 
 torch takes every core by default. On a machine another job shares, its OpenMP threads then wait on the busy cores
-at every barrier: on the 2-core machine, beside another 2-thread PTI job, the fast PTI preset took 143-212 s with
-2 threads and 63-64 s with 1 (benchmarks/README.md, "CPU threads").
+at every barrier: beside another 2-thread PTI job on the 2-core machine, the fast PTI preset with 2 threads took
+2-3x as long as with 1 (benchmarks/README.md, "CPU threads").
 
 What other jobs use is read *now*, from the kernel's CPU counters over a quarter of a second: the load average lags
-by minutes, so a photo inverted right after another one would see its predecessor's load as a competitor (measured:
-1 thread and 79-93 s per photo on an idle machine).
+by minutes, so a photo inverted right after another one would see its predecessor's load as a competitor and get 1
+thread on an idle machine (the same section).
 """
 
 from __future__ import annotations

@@ -129,8 +129,9 @@ def run_adam(
     loss_fn(step) -> (loss, logged scalars), `step` a 0-dim int64 tensor on the parameters' device: per-step
     schedules are tables indexed with it on the device, so a step needs nothing from Python and, with `cuda_graph`
     on a GPU, the whole step (loss, backward, Adam, `after_step`) is captured once as a CUDA graph and replayed:
-    one launch a step instead of hundreds, nothing waiting on Python (with compiled kernels, 1024 px PTI takes 9.5 s
-    instead of eager's 19.7: benchmarks/README.md). On the CPU the same step runs uncaptured.
+    one launch a step instead of hundreds, nothing waiting on Python (with compiled kernels, about half of eager's
+    time for 1024 px PTI: benchmarks/README.md, "The whole step as one CUDA graph"). On the CPU the same step runs
+    uncaptured.
     `stop_when(logged)` -> bool tensor is checked before the update: from the step it first holds on, the learning
     rate is zero, so a stopped run keeps the parameters that met the criterion (PTI's early stop)
     whether the loop sees it at once or a few replays later. Returns every logged scalar per step, up to the stop.

@@ -15,18 +15,8 @@ as the identity loss of an encoder, and gradients flow to its input.
 package) and writes float16 safetensors, or int8 weights with per-output-channel float16 scales (`quantise=True`;
 dequantised by `load_facenet`): the files a GPU machine without the pip package is given.
 
-Measured (`python -m benchmarks.facenet_parity OUT_DIR`): cosine to OpenCV's run of the graph
-(`opencv_forward`) on 30 real faces (20 FFHQ-aligned FFHQ images, 2 photos each of 5 LFW people aligned by
-`core.faces.align_face`; all cut by `core.identity.crop`), and in brackets on 230 faces (20 FFHQ, 105 LFW people):
-    float32 (the graph's weights)     min 0.9999999  mean 1.0000000   (0.9999999 / 1.0000000)
-    float16 file   46,961,304 bytes   min 0.9999983  mean 0.9999993   (0.9999957 / 0.9999989)
-    int8 file      23,612,632 bytes   min 0.9997779  mean 0.9998963   (0.9996022 / 0.9998754)
-Same- / different-person mean similarity on the 30 faces: OpenCV 0.7723 / 0.1383, float32 the same to 1e-6,
-float16 0.7722 / 0.1382, int8 0.7726 / 0.1389 (no pairwise similarity moves by more than 0.0007 for float16,
-0.007 for int8). 23,467,824 parameters. Batch 64 on the CPU, 1 thread, beside another job on the 2 cores: forward
-4.4 s without gradients, 8.1 s forward + backward to the input. On an H200 (int8 file): forward + backward 26 ms
-(float32 / TF32) or 27 ms (bf16 autocast, channels_last); cosine to OpenCV min 0.99978 float32 / TF32, 0.99963
-bf16 autocast; 1.2 GiB peak.
+How closely the port and its float16 / int8 files match OpenCV's run of the graph, and what it costs:
+`python -m benchmarks.facenet_parity OUT_DIR`, table in benchmarks/README.md ("FaceNet port parity").
 """
 
 from __future__ import annotations
