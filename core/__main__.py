@@ -546,6 +546,10 @@ def add_stylize_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--color", type=float, default=1.0, help="colour weight (fine layers)")
     parser.add_argument("--structure-only", action="store_true", help="take no colour from the exemplar")
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's own colours")
+    parser.add_argument("--refine-steps", type=int,
+                        help="steps fitting the encoder's code to the photo before the style (default: "
+                             "core.style.REFINE_STEPS; 0: the encoder's code as it is; what they buy: "
+                             "benchmarks/README.md, 'DualStyleGAN keeps the person')")
     parser.add_argument("--model", default="default", help="registry name or generator checkpoint path")
     parser.add_argument("--encoder", help="Z+ encoder: registry name or file (default: the one for --model)")
     parser.add_argument("--aligned", action="store_true", help="the photo is an aligned crop already: only resize")
@@ -561,7 +565,7 @@ def run_stylize(args: argparse.Namespace) -> int:
     from core.artifacts import CheckpointError
     from core.faces import ImageError, pil_to_tensor, to_uint8
     from core.pipeline import Playground
-    from core.style import align_exemplar, encode_zplus, style_names, stylize
+    from core.style import REFINE_STEPS, align_exemplar, encode_zplus, style_names
     from core.threads import use_threads
 
     names = style_names(args.model)
@@ -593,8 +597,10 @@ def run_stylize(args: argparse.Namespace) -> int:
         print(f"cannot stylize: {err}", file=sys.stderr)
         return 2
     args.structure = style.structure if args.structure is None else args.structure  # what ran, in the report
-    result = stylize(crop, style, encoder, exemplar, structure=args.structure, color=args.color,
-                     structure_only=args.structure_only, preserve_color=args.preserve_color)
+    args.refine_steps = REFINE_STEPS if args.refine_steps is None else args.refine_steps
+    result = playground.stylize(crop, style, exemplar, encoder=args.encoder, structure=args.structure,
+                                color=args.color, structure_only=args.structure_only,
+                                preserve_color=args.preserve_color, refine_steps=args.refine_steps)
     images = dict(result.images)
     if exemplar_image is not None:
         images["exemplar"] = pil_to_tensor(exemplar_image)
@@ -608,6 +614,7 @@ def run_stylize(args: argparse.Namespace) -> int:
     report = {"photo": str(args.photo), "style": style.name, "exemplar": args.exemplar if args.random_exemplar is None
               else f"random:{args.random_exemplar}", "structure": args.structure, "color": args.color,
               "structure_only": args.structure_only, "preserve_color": args.preserve_color,
+              "refine_steps": args.refine_steps,
               "measures": result.measures}
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     m = result.measures

@@ -25,7 +25,7 @@ from core.nets.stylegan2 import Generator
 from core.paste import PasteBack, paste_back
 from core.reference_edit import ReferenceEdit, ReferenceEditor, edit_by_reference, load_reference_editor
 from core.registry import load_encoder, load_generator, made_for
-from core.style import Style, load_style
+from core.style import Style, StyleResult, load_style, stylize
 
 Edit = tuple[Direction | str, float]  # a direction (or its name, see `Playground.direction`) and a strength
 
@@ -144,6 +144,16 @@ class Playground:
     def paste_back(self, photo: ImageSource, face: AlignedFace, image: torch.Tensor, **options: object) -> PasteBack:
         """`core.paste.paste_back`: the image of an aligned face put back into the photo it was found in."""
         return paste_back(photo, face, image, **options)
+
+    def stylize(self, face: AlignedFace | ImageSource | torch.Tensor, style: Style | str | os.PathLike,
+                exemplar: int | torch.Tensor = 0, *, encoder: str | os.PathLike | None = None,
+                **options: object) -> StyleResult:
+        """`core.style.stylize` of an aligned face with a style over this generator (a `Style`, or its name or
+        file) and this generator's Z+ encoder (unless `encoder` names another); `options`: structure, color,
+        weights, refine_steps, progress, ..."""
+        image = face.image if isinstance(face, AlignedFace) else face
+        style = style if isinstance(style, Style) else self.style(style)
+        return stylize(image, style, self.encoder("dualstylegan_encoder", encoder), exemplar, **options)
 
     def reference_edit(self, source: ImageSource | torch.Tensor, reference: ImageSource | torch.Tensor,
                        attribute: str, *, editor: str | os.PathLike | None = None,

@@ -147,7 +147,7 @@ def test_style_tab_on_a_model_without_styles_says_so(app, client):
         pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
     with pytest.raises(AppError, match="No style is shipped for this model yet"):
         client.predict(handle_file(photo), None, "the style's exemplar (index)", 0, 0, None, 0.6, 1.0, False, False,
-                       False, "", api_name="/stylize")
+                       False, "", False, api_name="/stylize")
     assert not any("Traceback" in line for line in app.log), "".join(app.log)
 
 
@@ -159,21 +159,28 @@ def test_style_tab_restyles_a_photo_in_each_shipped_style_and_with_an_own_exempl
     args = (handle_file(photo),)
     for name in ("fantasy", "illustration", "impasto", "sketch"):
         crop, reconstruction, result, table, pasted = client.predict(
-            *args, name, "the style's exemplar (index)", 3, 0, None, 0.6, 1.0, False, False, False, "",
+            *args, name, "the style's exemplar (index)", 3, 0, None, 0.6, 1.0, False, False, False, "", False,
             api_name="/stylize")
         assert pixels(pasted).shape == pixels(photo).shape
         assert np.abs(assert_image(result, 128) - assert_image(reconstruction, 128)).mean() > 5, name
         assert dict(table["data"])["exemplar"] == f"{name} #3"
     unstyled = client.predict(*args, "fantasy", "the style's exemplar (index)", 3, 0, None, 0.0, 0.0, False, False,
-                              False, "", api_name="/stylize")
+                              False, "", False, api_name="/stylize")
     np.testing.assert_allclose(pixels(unstyled[2]), pixels(unstyled[1]), atol=1)
+    # the default: the code fitted to the photo first, so the reconstruction comes closer to the photo's face
+    fitted = client.predict(*args, "fantasy", "the style's exemplar (index)", 3, 0, None, 0.0, 0.0, False, False,
+                            False, "", True, api_name="/stylize")
+    np.testing.assert_allclose(pixels(fitted[2]), pixels(fitted[1]), atol=1)
+    crop_pixels = pixels(fitted[0]).astype(float)
+    assert np.abs(pixels(fitted[1]) - crop_pixels).mean() < np.abs(pixels(unstyled[1]) - crop_pixels).mean()
+    assert any("dlib" in measure for measure in dict(fitted[3]["data"]))
     own = handle_file(sorted(shared("data/styles/ukiyoe").iterdir())[5])
     mine = client.predict(*args, "fantasy", "my own exemplar image", 0, 0, own, 0.6, 1.0, False, False, False, "",
-                          api_name="/stylize")
+                          False, api_name="/stylize")
     assert np.abs(assert_image(mine[2], 128) - pixels(unstyled[2])).mean() > 5
     with pytest.raises(AppError, match="exemplars 0 to 136"):
         client.predict(*args, "fantasy", "the style's exemplar (index)", 500, 0, None, 0.6, 1.0, False, False, False,
-                       "", api_name="/stylize")
+                       "", False, api_name="/stylize")
     assert not any("Traceback" in line for line in default_app.log), "".join(default_app.log)
 
 

@@ -88,11 +88,12 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
 
     # the CLI, with a shipped exemplar and with a user's own exemplar image (a style image it never trained on)
     photo = sorted(shared("data/faces/celeba/eval").iterdir())[0]
-    common = ["stylize", str(photo), "--style", str(path), "--model", str(generator), "--encoder", str(encoder)]
+    common = ["stylize", str(photo), "--style", str(path), "--model", str(generator), "--encoder", str(encoder),
+              "--refine-steps", "2"]
     assert main([*common, "--exemplar", "2", "--structure", "1", "--out", str(tmp_path / "cli")]) == 0
     report = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert report["style"] == "styles" and 0 <= report["measures"]["identity"] <= 1
-    assert -1 <= report["measures"]["reconstruction_identity"] <= 1
+    assert -1 <= report["measures"]["reconstruction_identity"] <= 1 and report["refine_steps"] == 2
     assert main([*common, "--out", str(tmp_path / "default")]) == 0
     assert json.loads((tmp_path / "default" / "metrics.json").read_text())["structure"] == 0.6
     assert {p.name for p in (tmp_path / "cli").iterdir()} >= {"photo.png", "reconstruction.png", "stylized.png",
@@ -161,13 +162,35 @@ def test_a_shipped_style_keeps_a_real_face_at_weight_zero_and_moves_it_toward_th
     encoder = load_encoder("face128-psp-zplus", decoder=G)
     style = load_style(name, decoder=G)
     exemplar = style.transfer(style.intrinsic[:1], 0, [1.0] * G.n_latent)
-    plain = stylize(photo, style, encoder, 0, structure=0, color=0)
+    plain = stylize(photo, style, encoder, 0, structure=0, color=0, refine_steps=0)
     torch.testing.assert_close(plain.images["stylized"], plain.images["reconstruction"], atol=1e-5, rtol=0)
-    distance = [lpips_distance(stylize(photo, style, encoder, 0, structure=w, color=0).images["stylized"],
-                               exemplar).item() for w in (0.0, 0.2, 0.6, 1.0)]
+    distance = [lpips_distance(stylize(photo, style, encoder, 0, structure=w, color=0, refine_steps=0)
+                               .images["stylized"], exemplar).item() for w in (0.0, 0.2, 0.6, 1.0)]
     assert distance[1] < distance[0] - 0.02 and distance[2] < distance[1] - 0.02, distance
     assert distance[3] < distance[2] + 0.01, distance
     # the card's recommended structure weight (0.2 keeps the person with these files) is what no weight means
     assert style.structure == 0.2
-    torch.testing.assert_close(stylize(photo, style, encoder, 0).images["stylized"],
-                               stylize(photo, style, encoder, 0, structure=0.2).images["stylized"])
+    torch.testing.assert_close(stylize(photo, style, encoder, 0, refine_steps=0).images["stylized"],
+                               stylize(photo, style, encoder, 0, structure=0.2, refine_steps=0).images["stylized"])
+
+
+def test_fitting_the_zplus_code_brings_the_reconstruction_closer_to_the_photo():
+    """The encoder's Z+ code fitted to a held-out photo: its reconstruction is closer in LPIPS and in dlib's
+    descriptor (a network the fit never used), and the code stays near the encoder's."""
+    from app_server import face_photo
+
+    from core.measures import identity_similarity, lpips_distance
+    from core.registry import load_encoder, load_generator
+    from core.style import encode_zplus, refine_zplus
+
+    photo = face_photo()
+    if photo is None:
+        pytest.skip("needs a face photo in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    G = load_generator("default")
+    target, content = encode_zplus(load_encoder("face128-psp-zplus", decoder=G), photo)
+    fitted = refine_zplus(G, target, content, 20)
+    with torch.no_grad():
+        before, after = (G.synthesis(G.map_zplus(code), noise_mode="const").clamp(-1, 1) for code in (content, fitted))
+    assert lpips_distance(after, target).item() < lpips_distance(before, target).item() - 0.03
+    assert identity_similarity(after, target)["distance"] < identity_similarity(before, target)["distance"]
+    assert (fitted - content).square().mean().item() < 0.1 * content.square().mean().item()

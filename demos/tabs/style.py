@@ -9,14 +9,14 @@ from PIL import Image
 from core.faces import tensor_to_pil
 from core.style import (
     DEFAULT_STRUCTURE,
+    REFINE_STEPS,
     Style,
     align_exemplar,
     encode_zplus,
     recommended_structure,
     style_names,
-    stylize,
 )
-from demos.common import PROGRESS, AppContext, Page, gpu, user_errors, user_message
+from demos.common import PROGRESS, AppContext, Page, gpu, progress_callback, user_errors, user_message
 from demos.inversion import aligned_crop, in_photo, job_buttons, photo_picker, photo_upload, wire_job
 from demos.state import Session
 
@@ -72,6 +72,8 @@ def build(ctx: AppContext, page: Page) -> None:
             with gr.Row():
                 structure_only = gr.Checkbox(False, label="Structure only (no colour)", elem_id="style-structure-only")
                 preserve_color = gr.Checkbox(False, label="Preserve the photo's colour", elem_id="style-preserve")
+            fit = gr.Checkbox(True, label=f"Fit the face's code to the photo first ({REFINE_STEPS} steps: keeps the "
+                              "person, slower)", elem_id="style-fit")
             with gr.Accordion("Per-layer weights (override the two sliders)", open=False):
                 per_layer = gr.Checkbox(False, label="Use the per-layer weights", elem_id="style-per-layer")
                 layer_text = gr.Textbox(", ".join("0.6" if j <= 6 else "1" for j in range(n_latent)),
@@ -110,7 +112,8 @@ def build(ctx: AppContext, page: Page) -> None:
     @user_errors
     def run(state: Session, path: str | None, name: str | None, kind: str, number: float, seed_value: float,
             own_path: str | None, structure_value: float, color_value: float, only: bool, preserve: bool,
-            layered: bool, layer_weights: str, request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
+            layered: bool, layer_weights: str, fitted: bool, request: gr.Request,
+            progress: gr.Progress = PROGRESS) -> tuple:
         face = aligned_crop(ctx, path)
         weights = parse_weights(layer_weights, n_latent) if layered else None
         style = load(name)
@@ -128,12 +131,17 @@ def build(ctx: AppContext, page: Page) -> None:
                 if not 0 <= exemplar < len(style.extrinsic):
                     raise user_message(f"The {style.name} style has exemplars 0 to {len(style.extrinsic) - 1}.",
                                        "No such exemplar")
-            progress(0.6, desc="stylising")
-            out = stylize(face, style, encoder, exemplar, structure=structure_value, color=color_value,
-                          structure_only=only, preserve_color=preserve, weights=weights)
+            progress(0.3, desc="fitting the face's code" if fitted else "stylising")
+            out = ctx.playground.stylize(face, style, exemplar, structure=structure_value, color=color_value,
+                                         structure_only=only, preserve_color=preserve, weights=weights,
+                                         refine_steps=REFINE_STEPS if fitted else 0,
+                                         progress=progress_callback(progress, state, "fitting the face's code"))
         m = out.measures
-        rows = [["the reconstruction is the photo's person (FaceNet)",
-                 f"{'yes' if m['reconstruction_same_person'] else 'no'} ({m['reconstruction_identity']:.2f})"],
+        judged = ("dlib: the fit pulled FaceNet towards the photo", m["reconstruction_dlib_same_person"],
+                  f"distance {m['reconstruction_dlib_distance']:.2f}") if fitted else \
+            ("FaceNet", m["reconstruction_same_person"], f"{m['reconstruction_identity']:.2f}")
+        rows = [[f"the reconstruction is the photo's person ({judged[0]})",
+                 f"{'yes' if judged[1] else 'no'} ({judged[2]})"],
                 ["identity kept by the style (FaceNet, result vs reconstruction)",
                  f"{'yes' if m['same_person'] else 'no'} ({m['identity']:.2f})"],
                 ["exemplar", kind if kind != SOURCES[0] else f"{style.name} #{exemplar}"]]
@@ -147,5 +155,5 @@ def build(ctx: AppContext, page: Page) -> None:
                       api_name=False)
     gallery.select(pick, None, [index, source], api_name=False)
     wire_job(ctx, page, buttons, run, [photo, style_name, source, index, seed, own, structure, color, structure_only,
-                                       preserve_color, per_layer, layer_text],
+                                       preserve_color, per_layer, layer_text, fit],
              [crop, reconstruction, result, table, pasted], "stylize", progress_on=result)
