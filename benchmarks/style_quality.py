@@ -8,6 +8,8 @@ style against a real artist.
     python -m benchmarks.style_quality --styles fantasy illustration impasto sketch --exemplars 2 \
         --sets celeba lfw ffhq child elderly --weights 0.2 0.6 1.0 --refine-steps 0 50 \
         --json benchmarks/style_identity.json        # DualStyleGAN keeps the person: the fitted Z+ code
+    python -m benchmarks.style_quality --styles fantasy illustration impasto sketch \
+        --sets celeba lfw ffhq child elderly --refine-steps 0 50 --fit-gallery benchmarks/style_fit.jpg --gallery-only
 
 For each style and structure weight w (colour weight 1): the faces of `faces.npz` in `--sets` (nobody trained on them),
 each stylised with `--exemplars` exemplars spread over the style set, from the Z+ encoder's code fitted to the photo
@@ -162,6 +164,23 @@ def gallery(names: list[str], faces: torch.Tensor, encoder, G, path: Path, weigh
 
 
 @torch.no_grad()
+def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]], G,
+                path: Path) -> None:
+    """Each face: the photo, then per number of fitting steps its reconstruction and each style's exemplar 0 at the
+    style's recommended structure weight (colour 1): what the fit changes, to look at."""
+    rows, labels = [list(faces)], ["photo"]
+    for steps, (codes, _) in contents.items():
+        rows.append(list(G.synthesis(G.map_zplus(codes), noise_mode="const").clamp(-1, 1)))
+        labels.append(f"reconstruction, fit {steps}")
+        for name in names:
+            style = load_style(name, decoder=G)
+            rows.append(list(style.transfer(codes, 0, style.weights())))
+            labels.append(f"{name} {style.structure}, fit {steps}")
+    figure = image_grid(rows, labels, size=1.3)
+    figure.savefig(path, dpi=100, pil_kwargs={"quality": 90} if path.suffix == ".jpg" else {})
+
+
+@torch.no_grad()
 def measure_sketch(name: str, held_out: list[str], encoder, G) -> dict:
     style = load_style(name, decoder=G)
     photos, artist, filtered = cufs_pairs(held_out, G.size)
@@ -174,9 +193,27 @@ def measure_sketch(name: str, held_out: list[str], encoder, G) -> dict:
             "lpips_photo_to_artist": lpips_distance(photos, artist).mean().item()}
 
 
+def markdown(rows: list[dict]) -> str:
+    """The measured rows as benchmarks/README.md shows them: per style and structure weight, each number of fitting
+    steps side by side."""
+    head = ("| style | structure | fit steps | s a face | FD to the style | FaceNet to the photo "
+            "| same person (FaceNet) | dlib distance | same person (dlib) |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for row in rows:
+        structure = "reconstruction" if row.get("reference") == "unstyled" else f"{row['structure']:g}"
+        dlib = "—" if row["dlib_distance"] is None else f"{row['dlib_distance']:.3f}"
+        lines.append(f"| {row['style']} | {structure} | {row.get('refine_steps', 0)} | "
+                     f"{row.get('fit_seconds_per_face', 0):.1f} | {row['style_fd']:.1f} | "
+                     f"{row['facenet_identity']:.3f} | {row['same_person']:.0%} | {dlib} | "
+                     f"{row['dlib_same_person']:.0%} |")
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["style"], rows[i]["structure"] is None,
+                                                    rows[i]["structure"] or 0, rows[i].get("refine_steps", 0)))
+    return head + "\n".join(lines[i] for i in order)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--styles", nargs="+", required=True,
+    parser.add_argument("--styles", nargs="+", default=[],
                         help="shipped style names (their styles.npz in .carry/dualstylegan/NAME), or style files of "
                         "a run folder (its styles.npz beside them)")
     parser.add_argument("--exemplars", type=int, default=4, help="exemplars per face, spread over the style set")
@@ -189,8 +226,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--gallery", type=Path, help="also draw the gallery figure (.jpg or .png)")
-    parser.add_argument("--gallery-only", action="store_true", help="draw the gallery, measure nothing")
+    parser.add_argument("--gallery-only", action="store_true", help="draw the galleries, measure nothing")
+    parser.add_argument("--fit-gallery", type=Path,
+                        help="draw the photos, reconstructions and styles per --refine-steps")
+    parser.add_argument("--fit-faces", nargs="+", type=int, default=[0, 8, 16, 24, 25, 32],
+                        help="which of the measured faces the fit gallery shows (indices into --sets' faces)")
+    parser.add_argument("--table", type=Path, help="print the markdown table of a --json file and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())["rows"]))
+        return
     use_threads(args.threads)
     G = load_generator("default")
     encoder = load_encoder(made_for("dualstylegan_encoder"), decoder=G)
@@ -200,6 +245,9 @@ def main(argv: list[str] | None = None) -> None:
         celeba = from_uint8(torch.from_numpy(saved["images"][saved["sets"] == "celeba"][:4]))
     if args.gallery:
         gallery(args.styles, celeba, encoder, G, args.gallery)
+    if args.fit_gallery:
+        shown = faces[args.fit_faces]
+        fit_gallery(args.styles, shown, fitted_contents(shown, encoder, G, args.refine_steps), G, args.fit_gallery)
     if args.gallery_only:
         return
     contents = fitted_contents(faces, encoder, G, args.refine_steps)
@@ -208,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     sketch = measure_sketch(args.sketch_style, args.cufs, encoder, G) if args.cufs else None
     if sketch:
         print(json.dumps(sketch))
+    print(markdown(rows))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "faces": int(keep.sum()), "sets": args.sets,
                                          "rows": rows, "sketch": sketch}, indent=1) + "\n")
