@@ -203,3 +203,12 @@ def test_typed_loaders_check_the_kind_and_load_official_containers(tmp_path: Pat
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(model.encode(x), encoder(x) + latent_avg)
+
+
+def test_the_second_generator_is_registered_beside_the_default_without_joining_its_family():
+    from core import space
+
+    v2, v1 = registry.resolve("face128-v2"), registry.resolve("default")
+    assert registry.sha256_of(v2) != registry.sha256_of(v1)
+    assert registry.load_generator("face128-v2").size == registry.load_generator("default").size == 128
+    assert "face128-v2" not in {entry.name for entry in space.family("default")}
