@@ -12,6 +12,7 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
+    "Playground": "core.pipeline",
     "Generator": "core.nets.stylegan2",
     "load_generator": "core.registry",
     "available": "core.registry",

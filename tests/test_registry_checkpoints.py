@@ -211,4 +211,8 @@ def test_the_second_generator_is_registered_beside_the_default_without_joining_i
     v2, v1 = registry.resolve("face128-v2"), registry.resolve("default")
     assert registry.sha256_of(v2) != registry.sha256_of(v1)
     assert registry.load_generator("face128-v2").size == registry.load_generator("default").size == 128
+    import core
+
+    pg = core.Playground.from_pretrained("face128-v2")  # the public pipeline on it: no directions of its own yet
+    assert pg.size == 128 and pg.directions() == []
     assert "face128-v2" not in {entry.name for entry in space.family("default")}
