@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from core import artifacts, identity
@@ -230,7 +229,7 @@ def refine_zplus(generator: Generator, photo: torch.Tensor, content: torch.Tenso
     def loss_fn(step: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image = generator.synthesis(generator.map_zplus(code), noise=noise)
         distance = lpips_target(image) + mse(image, photo)
-        embedding = F.normalize(net(identity.standardise(identity.crop(image))), dim=1)
+        embedding = net(identity.standardise(identity.crop(image)))  # unit vectors already
         lost = 1 - (embedding * photo_embedding).sum(1)
         stray = (code - content).square().mean((1, 2))
         loss = distance + identity_weight * lost + stay_weight * stray
