@@ -82,7 +82,8 @@ def build(ctx: AppContext, page: Page) -> None:
             buttons = job_buttons("Stylize")
             result = gr.Image(label="Result", format="png", height=280, interactive=False, elem_classes="face",
                               elem_id="style-result")
-            table = gr.Dataframe(headers=MEASURE_HEADERS, label="Measures", interactive=False, elem_id="style-table")
+            table = gr.Dataframe(headers=MEASURE_HEADERS, label="Measures", interactive=False, wrap=True,
+                                 column_widths=["70%", "30%"], elem_id="style-table")
     pasted = gr.Image(label="The restyled face in your photo", format="png", interactive=False, elem_id="style-pasted")
 
     def load(name: str | None) -> Style:
@@ -137,7 +138,7 @@ def build(ctx: AppContext, page: Page) -> None:
                                          refine_steps=REFINE_STEPS if fitted else 0,
                                          progress=progress_callback(progress, state, "fitting the face's code"))
         m = out.measures
-        judged = ("dlib: the fit pulled FaceNet towards the photo", m["reconstruction_dlib_same_person"],
+        judged = ("dlib; the fit used FaceNet", m["reconstruction_dlib_same_person"],
                   f"distance {m['reconstruction_dlib_distance']:.2f}") if fitted else \
             ("FaceNet", m["reconstruction_same_person"], f"{m['reconstruction_identity']:.2f}")
         rows = [[f"the reconstruction is the photo's person ({judged[0]})",
