@@ -13,7 +13,10 @@
 #      .carry/facenet/             FaceNet torch weights (identity loss; absent: run with --identity 0)
 #      .carry/encoders/NAME/       compact resume state (encoder-*, D-* parts + meta.json); absent: start fresh
 # Out: $OUT/NAME-encoder-NN.safetensors (float16 weights) and $OUT/NAME.tgz (D, meta.json, samples, log.jsonl,
-#      train.log, config.json) per RUN -- at most 8 files of <= 16 MiB come back.
+#      metrics.jsonl, train.log, config.json) per RUN -- at most 8 files of <= 16 MiB, 64 MiB in all, come back, so
+#      with four RUNs name in $WEIGHTS the ones whose weights come back (default: all; the others stay on the warm
+#      machine in runs/NAME). FROM=best returns each run's best snapshot by the in-loop metric (--metric-kimg)
+#      instead of its last one.
 # A warm machine (called again within its idle time) still has the earlier call's shards in .carry/data: they are
 # all trained on.
 set -euo pipefail
@@ -37,11 +40,16 @@ for run in $runs; do
     "${resume[@]}" "${facenet[@]}" "$@" > "runs-$name.log" 2>&1 &
 done
 wait || true
-for arch in $(for run in $runs; do echo "${run%%:*}"; done); do
+names=$(for run in $runs; do echo "${run%%:*}"; done)
+for arch in $names; do
   tail -n 4 "runs-$arch.log"
   mkdir -p "runs/$arch" && cp "runs-$arch.log" "runs/$arch/train.log"
-  for part in runs/$arch/compact/encoder-*.safetensors; do cp "$part" "$out/$arch-$(basename "$part")"; done
-  (cd "runs/$arch" && tar czf "$out/$arch.tgz" compact/D-*.safetensors compact/meta.json \
-    $(ls samples-*.png | tail -2) log.jsonl train.log config.json 2>/dev/null) || true
+  state=compact
+  if [ "${FROM:-last}" = best ] && [ -f "runs/$arch/best/compact/meta.json" ]; then state=best/compact; fi
+  if [[ " ${WEIGHTS:-$names} " == *" $arch "* ]]; then
+    for part in runs/$arch/$state/encoder-*.safetensors; do cp "$part" "$out/$arch-$(basename "$part")"; done
+  fi
+  (cd "runs/$arch" && tar czf "$out/$arch.tgz" $state/D-*.safetensors $state/meta.json \
+    $(ls samples-*.png | tail -2) log.jsonl metrics.jsonl train.log config.json 2>/dev/null) || true
 done
 ls -la "$out"
