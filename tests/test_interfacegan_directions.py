@@ -16,7 +16,7 @@ from core.attributes import CELEBA_ATTRIBUTES, load_attribute_classifier
 from core.checkpoints import save_generator
 from core.data import ShardWriter
 from core.nets.stylegan2 import Generator
-from core.registry import load_generator, resolve
+from core.registry import REGISTRY, load_generator, resolve
 from core.training.attributes import train_attribute_classifier
 from core.training.directions import YAW, measure_directions, train_directions
 from demos.directions import direction_families, family_names
@@ -28,17 +28,18 @@ def generator() -> Generator:
     return load_generator("default")
 
 
-def test_shipped_directions_are_unit_w_vectors_fitted_on_the_shipped_generator():
-    directions = editing.load_directions("face128-directions")
+@pytest.mark.parametrize("name", ["face128-directions", "face128-v2-directions"])
+def test_shipped_directions_are_unit_w_vectors_fitted_on_their_generator(name):
+    directions = editing.load_directions(name)
     names = [d.name for d in directions]
     assert {"Smiling", "Young", "Male", "Eyeglasses", YAW} <= set(names) and any("|" in n for n in names)
     for direction in directions:
         assert direction.vector.shape == (512,) and direction.layers is None
         assert abs(float(direction.vector.norm()) - 1) < 1e-5
-    metadata = editing.directions_metadata("face128-directions")
-    assert metadata["generator_sha256"] == sha256_of(resolve("default")), (
-        "models/face128/G_ema.safetensors changed since the directions were fitted: refit them with "
-        "`python -m core.train directions` (models/face128/MODEL_CARD.md)")
+    generator = REGISTRY[name].extra["generators"][0]
+    assert editing.directions_metadata(name)["generator_sha256"] == sha256_of(resolve(generator)), (
+        f"{resolve(generator)} changed since the directions {name} were fitted: refit them with "
+        "`python -m core.train directions` (its model card)")
 
 
 def test_smiling_and_male_directions_move_the_classifier_score_their_way(generator):

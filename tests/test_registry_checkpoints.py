@@ -213,6 +213,8 @@ def test_the_second_generator_is_registered_beside_the_default_without_joining_i
     assert registry.load_generator("face128-v2").size == registry.load_generator("default").size == 128
     import core
 
-    pg = core.Playground.from_pretrained("face128-v2")  # the public pipeline on it: no directions of its own yet
-    assert pg.size == 128 and pg.directions() == []
+    pg = core.Playground.from_pretrained("face128-v2")  # the public pipeline on it, with the directions fitted on it
+    assert pg.size == 128 and {d.name for d in pg.directions()} >= {"Smiling", "Young", "Male", "Young|Male"}
+    v1_directions = core.Playground.from_pretrained("default").directions()
+    assert not torch.equal(pg.direction("Smiling").vector, next(d.vector for d in v1_directions if d.name == "Smiling"))
     assert "face128-v2" not in {entry.name for entry in space.family("default")}
