@@ -3,19 +3,22 @@
     python -m benchmarks.pti_curves prepare            # once: 40 aligned held-out faces -> .carry/pti_curves/faces.npz
     python -m benchmarks.encoder_quality --json benchmarks/encoder_quality.json --grid benchmarks/encoder_grid.png
     python -m benchmarks.encoder_quality --methods psp e4e --per-set 8 --json benchmarks/encoders_40.json
+    python -m benchmarks.encoder_quality --generator face128-v2 --methods psp e4e style_transformer zplus \
+        --per-set 8 --json benchmarks/encoders_40_v2.json       # the family made for another generator
 
-Faces: `per_set` of each held-out set (CelebA eval, LFW, FFHQ, UTKFace children and elderly; nobody trained on
-them). Methods: W and W+ projection (`steps`, AlexNet LPIPS and lr 0.03 as the fast PTI preset's pivot), pSp, e4e
-and the Style Transformer (one pass), PTI (fast preset, W pivot) and PTI with the e4e code as its pivot (fast tuning,
-`pti-e4e`); on request the paper's PTI settings from either pivot (`pti-paper`, `pti-e4e-paper`). Distortion
-per face: `core.measures.score_each` (PSNR, LPIPS, MS-SSIM, FaceNet identity and same-person, dlib distance; the
-encoders were trained with a FaceNet identity loss, so dlib's distance is the identity measure they did not see) and
-CPU seconds. Editability: each method's code moved along the embedded InterFaceGAN directions (`EDITS`, +-
-`strength`), rendered by the method's generator (PTI's tuned one): the attribute classifier's logit change in the
+Faces: `per_set` of each held-out set (CelebA eval, LFW, FFHQ, UTKFace children and elderly; nobody trained on them).
+Methods: W and W+ projection (`steps`, AlexNet LPIPS and lr 0.03 as the fast PTI preset's pivot), pSp, e4e and the
+Style Transformer (one pass), DualStyleGAN's Z+ encoder (`zplus`: one pass, its Z+ code mapped to W+ by the frozen
+mapping network: the code every stylisation starts from), PTI (fast preset, W pivot) and PTI with the e4e code as its
+pivot (fast tuning, `pti-e4e`); on request the paper's PTI settings from either pivot (`pti-paper`, `pti-e4e-paper`).
+Distortion per face: `core.measures.score_each` (PSNR, LPIPS, MS-SSIM, FaceNet identity and same-person, dlib
+distance; the encoders were trained with a FaceNet identity loss, so dlib's distance is the identity measure they did
+not see) and CPU seconds. Editability: each method's code moved along the embedded InterFaceGAN directions (`EDITS`,
++- `strength`), rendered by the method's generator (PTI's tuned one): the attribute classifier's logit change in the
 intended direction (higher: the edit took), dlib distance to the method's own reconstruction (lower: the person
-stayed), and the Fréchet distance of all edited faces to the real faces in dlib's descriptor space (lower: edits
-stay realistic). The paper's ordering (FFHQ-1024, CelebA-HQ): W+ opt distorts least among latent-only methods, then
-pSp, e4e; e4e's edits are the best; W opt edits well but distorts most.
+stayed), and the Fréchet distance of all edited faces to the real faces in dlib's descriptor space (lower: edits stay
+realistic). The paper's ordering (FFHQ-1024, CelebA-HQ): W+ opt distorts least among latent-only methods, then pSp,
+e4e; e4e's edits are the best; W opt edits well but distorts most.
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ import torch
 
 from benchmarks.common import machine
 from core.attributes import load_attribute_classifier
-from core.editing import apply, load_directions
+from core.editing import apply
 from core.faces import from_uint8, to_uint8
 from core.inversion import ENCODER_METHODS, invert
 from core.measures import face_descriptors, frechet_distance, score_each
-from core.registry import encoder_for, load_encoder, load_generator
+from core.pipeline import Playground
 from core.threads import use_threads
 
-METHODS = ("w", "w+", *ENCODER_METHODS, "pti", "pti-e4e")
+METHODS = ("w", "w+", *ENCODER_METHODS, "zplus", "pti", "pti-e4e")
+ENCODER_KINDS = {**{m: m for m in ENCODER_METHODS}, "zplus": "dualstylegan_encoder"}  # benchmark method -> model
 PAPER_TUNING = ("pti-paper", "pti-e4e-paper")  # slow on the CPU: the paper's settings, on request
 EDITS = ("Smiling", "Young", "Male", "Eyeglasses")
 FACES = Path(".carry/pti_curves/faces.npz")
@@ -51,6 +55,8 @@ def invert_with(method: str, G: torch.nn.Module, targets: torch.Tensor, encoders
                       channels_last=True)
     if method in ENCODER_METHODS:
         return invert(G, targets, method, encoder=encoders[method])
+    if method == "zplus":  # the encoder gives Z+; its pivot is the mapped W+
+        return invert(G, targets, "psp", encoder=encoders[method])
     preset = "paper" if method.endswith("-paper") else "fast"
     if method.startswith("pti-e4e"):
         return invert(G, targets, "pti", preset=preset, pivot="e4e", encoder=encoders["e4e"])
@@ -90,6 +96,8 @@ def found(descriptors: np.ndarray) -> list[np.ndarray]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--generator", default="default",
+                        help="registry name of the generator whose family (encoders, directions) is measured")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + PAPER_TUNING)
     parser.add_argument("--per-set", type=int, default=1, help="faces of each held-out set (at most 8)")
     parser.add_argument("--steps", type=int, default=300, help="W / W+ projection steps")
@@ -105,11 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     data = np.load(args.faces)
     sets = [str(s) for s in data["sets"]]
     picked = [i for i, s in enumerate(sets) if sets[:i].count(s) < args.per_set]
-    G = load_generator("default")
-    encoders = {m: load_encoder(encoder_for(m), decoder=G) for m in ENCODER_METHODS
+    playground = Playground.from_pretrained(args.generator)
+    G = playground.generator
+    encoders = {m: playground.encoder(kind) for m, kind in ENCODER_KINDS.items()
                 if m in args.methods or (m == "e4e" and any(n.startswith("pti-e4e") for n in args.methods))}
     classifier = load_attribute_classifier()
-    directions = {d.name: d for d in load_directions()}
+    directions = {d.name: d for d in playground.directions()}
     targets = from_uint8(torch.from_numpy(data["images"]))
     real_descriptors = found(face_descriptors(targets))
     rows, grid, edited_descriptors = [], {}, {m: [] for m in args.methods}
@@ -142,8 +151,9 @@ def main(argv: list[str] | None = None) -> None:
             tables[name] = {m: t for m, t in kept["tables"][name].items() if m not in args.methods} | table
     print(markdown(tables, len(picked)))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "faces": len(picked), "strength": args.strength,
-                                         "steps": args.steps, "tables": tables, "rows": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"machine": machine(), "generator": args.generator, "faces": len(picked),
+                                         "strength": args.strength, "steps": args.steps, "tables": tables,
+                                         "rows": rows}, indent=1) + "\n")
     if args.grid:
         from PIL import Image
 
