@@ -3,13 +3,13 @@ pairs (the numbers of models/face128/REFERENCE_EDIT.md).
 
     python -m benchmarks.reference_edit --json benchmarks/reference_edit.json --grid benchmarks/reference_edit.png
 
-Faces: CelebA eval and LFW photos (nobody trained on them), aligned and encoded by `face128-style-transformer`. For
-each attribute, sources the image attribute classifier scores below 0.5 on their reconstruction are paired with
-references above 0.5, and the other way round. Per edit: *transfer* (the edit's probability crossed 0.5 towards
-the reference's), the target logit change towards the reference, the mean |logit change| of the 39 other
-attributes, and identity (FaceNet similarity and dlib distance to the source's reconstruction). The InterFaceGAN
-edit of each source moves along the embedded direction towards the reference's side with the strength (from
-`STRENGTHS`) whose mean target change is closest to the reference edit's: matched strength, then the same measures.
+Faces: CelebA eval and LFW photos (nobody trained on them), aligned and encoded by the Style Transformer made for
+`--generator`. For each attribute, sources the image attribute classifier scores below 0.5 on their reconstruction are
+paired with references above 0.5, and the other way round. Per edit: *transfer* (the edit's probability crossed 0.5
+towards the reference's), the target logit change towards the reference, the mean |logit change| of the 39 other
+attributes, and identity (FaceNet similarity and dlib distance to the source's reconstruction). The InterFaceGAN edit
+of each source moves along the embedded direction towards the reference's side with the strength (from `STRENGTHS`)
+whose mean target change is closest to the reference edit's: matched strength, then the same measures.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ import torch
 from benchmarks.common import machine
 from core import identity
 from core.attributes import load_attribute_classifier
-from core.editing import apply, load_directions
+from core.editing import apply
 from core.faces import NoFaceFound, align_face, pil_to_tensor, to_uint8
 from core.measures import face_descriptors
-from core.reference_edit import load_reference_editor
-from core.registry import encoder_for, load_encoder
+from core.pipeline import Playground
 from core.threads import use_threads
 
 ATTRIBUTES = ("Smiling", "Eyeglasses", "Black_Hair", "Blond_Hair", "Young", "Male")
@@ -72,7 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-set", type=int, default=60, help="photos of CelebA eval and of LFW")
     parser.add_argument("--pairs", type=int, default=24, help="(source, reference) pairs per attribute")
-    parser.add_argument("--editor", default="face128-reference-edit", help="registry name or file (a candidate)")
+    parser.add_argument("--generator", default="default",
+                        help="registry name of the generator whose family (Style Transformer, editor, directions) runs")
+    parser.add_argument("--editor", help="registry name or file (a candidate; default: the one made for --generator)")
     parser.add_argument("--strength", type=float, help="scale of the edit transformer's offset (default: the file's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
@@ -80,11 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     use_threads(args.threads)
     random.seed(0)
-    model = load_encoder(encoder_for("style_transformer"))
-    G = model.decoder
-    editor = load_reference_editor(args.editor, encoder=encoder_for("style_transformer"))
+    playground = Playground.from_pretrained(args.generator)
+    model, G = playground.encoder("style_transformer"), playground.generator
+    editor = playground.reference_editor(args.editor)
     classifier = load_attribute_classifier()
-    directions = {d.name: d for d in load_directions()}
+    directions = {d.name: d for d in playground.directions()}
     faces, names = held_out_faces(args.per_set)
     codes = torch.cat([model.encode(chunk) for chunk in faces.split(32)])
     images = torch.cat([G.synthesis(chunk, noise_mode="const").clamp(-1, 1) for chunk in codes.split(32)])
