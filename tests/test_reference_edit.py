@@ -12,7 +12,7 @@ import torch
 from official import shared
 from PIL import Image
 
-from core.attributes import load_attribute_classifier
+from core.attributes import CELEBA_ATTRIBUTES, load_attribute_classifier
 from core.faces import align_face, pil_to_tensor
 from core.reference_edit import load_reference_editor
 from core.registry import encoder_for, load_encoder
@@ -22,6 +22,7 @@ from core.training.reference_edit import (
     LatentClassifierTrainer,
     ReferenceEditConfig,
     accuracy_table,
+    exclusive_groups,
     held_still,
     run_phase,
 )
@@ -70,6 +71,10 @@ def test_an_edit_does_not_hold_still_what_goes_with_its_attribute():
     labels = torch.cat([labels, labels[:, :1], torch.ones(1000, 1)], 1)  # attribute 3 = attribute 0; 4 constant
     assert held_still(labels, 1.0)[0] == [1, 2, 3, 4]  # the paper's: every other attribute
     assert held_still(labels, 0.3)[0] == [1, 2, 4] and held_still(labels, 0.3)[3] == [1, 2, 4]
+    # one label of a group at a time (hair colours): an edit to one moves the others, however weakly they correlate
+    assert held_still(labels, 1.0, [{1, 2}])[1] == [0, 3, 4] and held_still(labels, 1.0, [{1, 2}])[0] == [1, 2, 3, 4]
+    hair = exclusive_groups(ReferenceEditConfig.exclusive)[0]
+    assert {CELEBA_ATTRIBUTES.index(n) for n in ("Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")} == hair
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,9 @@ class ReferenceEditConfig(RunConfig):
         # embedding of the attribute, keep the source's embeddings of the others
     correlated: float = 1.0  # attributes whose labels correlate with the target's beyond this (|Pearson r|) are not
         # held still: a smile brings an open mouth and high cheekbones (1.0: hold every other one, as the paper)
+    exclusive: str = "Black_Hair|Blond_Hair|Brown_Hair|Gray_Hair"  # groups (comma-separated) of attributes CelebA
+        # labels one at a time: an edit of one must move the others of its group (blond hair is no longer black),
+        # so they are never held still, whatever their correlation
     strength: float = 1.0  # written into the file: how far `ReferenceEdit.edit` scales the offset by default
     log_kimg: float = 32.0  # log a line every this many thousand codes (or pairs)
 
@@ -175,7 +178,7 @@ class EditTransformerTrainer:
         self.model = EditTransformer(codes.shape[-1], n_attributes=labels.shape[1]).to(device)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.edit_lr)
         self.weights = tuple(float(w) for w in cfg.edit_weights.split(","))
-        self.keep = held_still(self.hard, cfg.correlated)
+        self.keep = held_still(self.hard, cfg.correlated, exclusive_groups(cfg.exclusive))
         self.means = StepMeans(device)
         self.G, self.sample_codes = G, sample_codes
 
@@ -265,16 +268,24 @@ def differing_pairs(labels: torch.Tensor, attribute: int, n: int) -> tuple[torch
     return torch.where(flip, a, b), torch.where(flip, b, a)
 
 
-def held_still(labels: torch.Tensor, correlated: float) -> list[list[int]]:
+def exclusive_groups(spec: str) -> list[set[int]]:
+    """'A|B|C,D|E' -> the groups' CELEBA_ATTRIBUTES indices."""
+    return [{CELEBA_ATTRIBUTES.index(name) for name in group.split("|")} for group in spec.split(",") if group]
+
+
+def held_still(labels: torch.Tensor, correlated: float, exclusive: list[set[int]] = ()) -> list[list[int]]:
     """For each attribute, the others an edit of it must not move: those whose labels correlate with it by at most
-    `correlated` (|Pearson r| over the training labels; constant columns count as uncorrelated)."""
+    `correlated` (|Pearson r| over the training labels; constant columns count as uncorrelated) and that share no
+    `exclusive` group with it."""
     r = torch.nan_to_num(torch.corrcoef(labels.T), nan=0.0).abs()
-    return [[j for j in range(len(r)) if j != i and r[i, j] <= correlated] for i in range(len(r))]
+    rivals = [set().union(*(g for g in exclusive if i in g)) for i in range(len(r))]
+    return [[j for j in range(len(r)) if j != i and r[i, j] <= correlated and j not in rivals[i]]
+            for i in range(len(r))]
 
 
 CLASSIFIER_OPTIONS = ("encoder", "data", "labels", "synthetic", "hidden", "classifier_steps", "batch", "lr", "seed")
 EDIT_OPTIONS = (*CLASSIFIER_OPTIONS, "attributes", "edit_steps", "edit_batch", "edit_lr", "edit_weights",
-                "correlated")
+                "correlated", "exclusive")
 
 
 def train(cfg: ReferenceEditConfig) -> Path | None:
