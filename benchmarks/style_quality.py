@@ -169,11 +169,11 @@ def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple
     """Each face: the photo, then per number of fitting steps its reconstruction and each style's exemplar 0 at the
     style's recommended structure weight (colour 1): what the fit changes, to look at."""
     rows, labels = [list(faces)], ["photo"]
+    styles = {name: load_style(name, decoder=G) for name in names}
     for steps, (codes, _) in contents.items():
         rows.append(list(G.synthesis(G.map_zplus(codes), noise_mode="const").clamp(-1, 1)))
         labels.append(f"reconstruction, fit {steps}")
-        for name in names:
-            style = load_style(name, decoder=G)
+        for name, style in styles.items():
             rows.append(list(style.transfer(codes, 0, style.weights())))
             labels.append(f"{name} {style.structure}, fit {steps}")
     figure = image_grid(rows, labels, size=1.3)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -273,7 +274,7 @@ def exclusive_groups(spec: str) -> list[set[int]]:
     return [{CELEBA_ATTRIBUTES.index(name) for name in group.split("|")} for group in spec.split(",") if group]
 
 
-def held_still(labels: torch.Tensor, correlated: float, exclusive: list[set[int]] = ()) -> list[list[int]]:
+def held_still(labels: torch.Tensor, correlated: float, exclusive: Sequence[set[int]] = ()) -> list[list[int]]:
     """For each attribute, the others an edit of it must not move: those whose labels correlate with it by at most
     `correlated` (|Pearson r| over the training labels; constant columns count as uncorrelated) and that share no
     `exclusive` group with it."""
