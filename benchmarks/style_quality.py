@@ -42,8 +42,8 @@ from PIL import Image, ImageFilter, ImageOps
 from benchmarks.common import machine
 from core.faces import align_from_landmarks, detect_faces, face_landmarks, from_uint8, load_image, pil_to_tensor
 from core.measures import distribution_distances, get_lpips, lpips_distance, score_each
-from core.registry import load_encoder, load_generator, made_for
-from core.style import encode_zplus, load_style, refine_zplus
+from core.pipeline import Playground
+from core.style import encode_zplus, refine_zplus
 from core.threads import use_threads
 from core.training.dualstylegan.phases import align_styles
 from playground.figures import image_grid
@@ -125,9 +125,9 @@ def fitted_contents(faces: torch.Tensor, encoder, G, steps: list[int]) -> dict[i
 
 
 @torch.no_grad()
-def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]], G,
-                  exemplars: int, weights: list[float]) -> list[dict]:
-    style = load_style(name, decoder=G)
+def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]],
+                  playground: Playground, exemplars: int, weights: list[float]) -> list[dict]:
+    style, G = playground.style(name), playground.generator
     style_features = vgg_features(style_images(name, G.size))
     picks = np.linspace(0, len(style.extrinsic) - 1, exemplars).round().astype(int).tolist()
     rows = []
@@ -148,13 +148,15 @@ def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torc
 
 
 @torch.no_grad()
-def gallery(names: list[str], faces: torch.Tensor, encoder, G, path: Path, weights=(0.2, 0.6, 1.0)) -> None:
+def gallery(names: list[str], faces: torch.Tensor, encoder, playground: Playground, path: Path,
+            weights=(0.2, 0.6, 1.0)) -> None:
+    G = playground.generator
     content = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
     blank = torch.ones(1, 3, G.size, G.size)
     reconstruction = G.synthesis(G.map_zplus(content), noise_mode="const").clamp(-1, 1)
     rows, labels = [[blank, *faces[:, None]], [blank, *reconstruction[:, None]]], ["photo", "reconstruction"]
     for name in names:
-        style = load_style(name, decoder=G)
+        style = playground.style(name)
         rebuilt = style.transfer(style.intrinsic[:1], 0, [1.0] * G.n_latent)
         for weight in weights:
             rows.append([rebuilt, *style.transfer(content, 0, style.weights(weight, 1.0))[:, None]])
@@ -164,12 +166,12 @@ def gallery(names: list[str], faces: torch.Tensor, encoder, G, path: Path, weigh
 
 
 @torch.no_grad()
-def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]], G,
-                path: Path) -> None:
+def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]],
+                playground: Playground, path: Path) -> None:
     """Each face: the photo, then per number of fitting steps its reconstruction and each style's exemplar 0 at the
     style's recommended structure weight (colour 1): what the fit changes, to look at."""
     rows, labels = [list(faces)], ["photo"]
-    styles = {name: load_style(name, decoder=G) for name in names}
+    G, styles = playground.generator, {name: playground.style(name) for name in names}
     for steps, (codes, _) in contents.items():
         rows.append(list(G.synthesis(G.map_zplus(codes), noise_mode="const").clamp(-1, 1)))
         labels.append(f"reconstruction, fit {steps}")
@@ -181,8 +183,8 @@ def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple
 
 
 @torch.no_grad()
-def measure_sketch(name: str, held_out: list[str], encoder, G) -> dict:
-    style = load_style(name, decoder=G)
+def measure_sketch(name: str, held_out: list[str], encoder, playground: Playground) -> dict:
+    style, G = playground.style(name), playground.generator
     photos, artist, filtered = cufs_pairs(held_out, G.size)
     content = torch.cat([encode_zplus(encoder, photo[None])[1] for photo in photos])
     mean_exemplar = style.extrinsic.mean(0, keepdim=True)  # the style's average exemplar
@@ -223,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps fitting the Z+ code to each photo (core.style.refine_zplus); 0: the encoder's")
     parser.add_argument("--cufs", nargs="*", default=[], help="held-out CUFS pair file names for the sketch style")
     parser.add_argument("--sketch-style", default="sketch")
+    parser.add_argument("--generator", default="default",
+                        help="registry name of the generator whose styles and Z+ encoder are measured")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--gallery", type=Path, help="also draw the gallery figure (.jpg or .png)")
@@ -237,29 +241,30 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown(json.loads(args.table.read_text())["rows"]))
         return
     use_threads(args.threads)
-    G = load_generator("default")
-    encoder = load_encoder(made_for("dualstylegan_encoder"), decoder=G)
+    playground = Playground.from_pretrained(args.generator)
+    G, encoder = playground.generator, playground.encoder("dualstylegan_encoder")
     with np.load(FACES) as saved:
         keep = np.isin(saved["sets"], args.sets)
         faces = from_uint8(torch.from_numpy(saved["images"][keep]))
         celeba = from_uint8(torch.from_numpy(saved["images"][saved["sets"] == "celeba"][:4]))
     if args.gallery:
-        gallery(args.styles, celeba, encoder, G, args.gallery)
+        gallery(args.styles, celeba, encoder, playground, args.gallery)
     if args.fit_gallery:
         shown = faces[args.fit_faces]
-        fit_gallery(args.styles, shown, fitted_contents(shown, encoder, G, args.refine_steps), G, args.fit_gallery)
+        fit_gallery(args.styles, shown, fitted_contents(shown, encoder, G, args.refine_steps), playground,
+                    args.fit_gallery)
     if args.gallery_only:
         return
     contents = fitted_contents(faces, encoder, G, args.refine_steps)
     rows = [row for name in args.styles
-            for row in measure_style(name, faces, contents, G, args.exemplars, args.weights)]
-    sketch = measure_sketch(args.sketch_style, args.cufs, encoder, G) if args.cufs else None
+            for row in measure_style(name, faces, contents, playground, args.exemplars, args.weights)]
+    sketch = measure_sketch(args.sketch_style, args.cufs, encoder, playground) if args.cufs else None
     if sketch:
         print(json.dumps(sketch))
     print(markdown(rows))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "faces": int(keep.sum()), "sets": args.sets,
-                                         "rows": rows, "sketch": sketch}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"machine": machine(), "generator": args.generator, "faces": int(keep.sum()),
+                                         "sets": args.sets, "rows": rows, "sketch": sketch}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

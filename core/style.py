@@ -34,7 +34,6 @@ from core.nets.ops import dequantise_int8
 from core.nets.stylegan2 import Generator
 from core.registry import REGISTRY, available, load_generator, resolve_kind
 
-STYLE_PREFIX = "face128-style-"  # registry names of the shipped styles: face128-style-<style>
 # The encoder's Z+ code fitted to the photo before the style is applied (`refine_zplus`): what it buys in identity
 # to the photo and costs in seconds, per structure weight: benchmarks/README.md, "DualStyleGAN keeps the person".
 REFINE_STEPS = 50
@@ -64,16 +63,22 @@ def style_names(generator: str = "default") -> list[str]:
 DEFAULT_STRUCTURE = 0.6  # the official demo's structure weight, for styles that recommend none
 
 
-def recommended_structure(name: str) -> float:
+def recommended_structure(name: str, generator: str | os.PathLike = "default") -> float:
     """The structure weight a shipped style's card recommends (registry `extra.structure`: the face128 styles keep
     the person at 0.2, STYLES.md), else the official 0.6."""
-    entry = REGISTRY.get(style_entry(str(name)))
+    entry = REGISTRY.get(style_entry(str(name), generator))
     return float(entry.extra.get("structure", DEFAULT_STRUCTURE)) if entry is not None else DEFAULT_STRUCTURE
 
 
-def style_entry(name: str) -> str:
-    """A short style name ('fantasy') or a registry name or a file -> what `resolve` takes."""
-    return f"{STYLE_PREFIX}{name}" if f"{STYLE_PREFIX}{name}" in REGISTRY else name
+def style_entry(name: str, generator: str | os.PathLike = "default") -> str:
+    """A short style name ('fantasy') -> the registry name of that style made for `generator` (a registry name),
+    else of any generator (so that loading it is refused with "retrain", not "unknown"); a registry name or a file
+    as it is -> what `resolve` takes."""
+    named = [e for e in available("style") if e.extra.get("style") == name]
+    for entry in named:
+        if str(generator) in entry.extra.get("generators", ()):
+            return entry.name
+    return named[0].name if named else name
 
 
 @dataclass
@@ -183,12 +188,12 @@ def load_style(name_or_path: str | os.PathLike, *, generator: str | os.PathLike 
     if entry is not None and entry.kind == "dualstylegan":
         return read_official_style(resolve_kind(entry.name, ("dualstylegan",)),
                                    resolve_kind(f"{entry.name}-styles", ("exstyle_codes",)), entry.name, device)
-    path = resolve_kind(style_entry(str(name_or_path)), KINDS["style"].registry)
+    path = resolve_kind(style_entry(str(name_or_path), generator), KINDS["style"].registry)
     generator_file = resolve_kind(generator, KINDS["generator"].registry)
     artifacts.read(path, "style", made_for=generator_file, tensors=False)  # refused before a generator is loaded
     decoder = decoder if decoder is not None else load_generator(generator_file, device)
     style = read_style(path, decoder.requires_grad_(False))  # made for generator_file: checked above
-    style.structure = recommended_structure(str(name_or_path))
+    style.structure = recommended_structure(str(name_or_path), generator)
     return style
 
 

@@ -17,7 +17,7 @@ from core.__main__ import main
 from core.artifacts import CheckpointError
 from core.checkpoints import save_generator
 from core.nets.dualstylegan import DualStyleGAN
-from core.style import load_style
+from core.style import load_style, recommended_structure, style_entry
 from core.training.dualstylegan import DualStyleGANConfig, read_stage2, train
 from core.training.encoder import EncoderConfig, export_encoder
 from core.training.encoder import train as train_encoder
@@ -141,6 +141,16 @@ def test_the_shipped_stage2_moves_a_face_toward_the_extrinsic_faces_structure():
         target, face = G.synthesis(mixed, noise_mode="const"), G.synthesis(w1, noise_mode="const")
         moved = model.synthesis(w1, w2, [1.0] * 7 + [0.0] * (G.n_latent - 7), G.n_latent, noise)
     assert lpips_distance(moved, target).mean() < 0.7 * lpips_distance(face, target).mean()
+
+
+def test_a_short_style_name_means_the_style_made_for_the_generator_asked_for():
+    """'fantasy' is the face128 style on face128 (and `default`); on a generator it was not made for, it is refused
+    with "retrain", not "unknown"; a name that only shares the registry prefix ('transformer') is no style."""
+    assert style_entry("fantasy") == style_entry("fantasy", "face128") == "face128-style-fantasy"
+    assert recommended_structure("fantasy", "face128") == 0.2 and recommended_structure("mine.safetensors") == 0.6
+    assert style_entry("transformer") == "transformer"
+    with pytest.raises(CheckpointError, match="retrain"):
+        load_style("fantasy", generator="face128-v2")
 
 
 @pytest.mark.parametrize("name", ["fantasy", "illustration", "impasto", "sketch"])

@@ -39,6 +39,10 @@ def parse_weights(text: str, n_latent: int) -> list[float]:
 
 def build(ctx: AppContext, page: Page) -> None:
     names = style_names(ctx.model_name)
+
+    def structure_for(name: str | None) -> float:
+        return recommended_structure(name, ctx.model_name) if name else DEFAULT_STRUCTURE
+
     n_latent = ctx.generator.n_latent
     gr.Markdown("Restyle a face after an artistic **exemplar** (DualStyleGAN): the photo is encoded into Z+, the "
                 "exemplar's code drives the style path — **structure** (face shape, on the coarse layers) and "
@@ -65,7 +69,7 @@ def build(ctx: AppContext, page: Page) -> None:
             own = photo_upload(label="My exemplar (any portrait)", sources=["upload", "clipboard"], height=160,
                                elem_id="style-own")
         with gr.Column(scale=2):
-            structure = gr.Slider(0, 1, recommended_structure(names[0]) if names else DEFAULT_STRUCTURE, step=0.05,
+            structure = gr.Slider(0, 1, structure_for(names[0] if names else None), step=0.05,
                                   label="Structure weight (each style starts at its recommended one)",
                                   elem_id="style-structure")
             color = gr.Slider(0, 1, 1.0, step=0.05, label="Colour weight", elem_id="style-color")
@@ -152,8 +156,7 @@ def build(ctx: AppContext, page: Page) -> None:
 
     page.tab.select(exemplars, style_name, gallery, api_name=False)
     style_name.change(exemplars, style_name, gallery, api_name=False)
-    style_name.change(lambda name: recommended_structure(name) if name else DEFAULT_STRUCTURE, style_name, structure,
-                      api_name=False)
+    style_name.change(structure_for, style_name, structure, api_name=False)
     gallery.select(pick, None, [index, source], api_name=False)
     wire_job(ctx, page, buttons, run, [photo, style_name, source, index, seed, own, structure, color, structure_only,
                                        preserve_color, per_layer, layer_text, fit],
