@@ -19,6 +19,7 @@ from core.checkpoints import save_generator
 from core.nets.dualstylegan import DualStyleGAN
 from core.style import load_style, recommended_structure, style_entry
 from core.training.dualstylegan import DualStyleGANConfig, read_stage2, train
+from core.training.dualstylegan.extrinsic import PretrainTrainer
 from core.training.encoder import EncoderConfig, export_encoder
 from core.training.encoder import train as train_encoder
 from core.training.scaffold import Phase, run_phases
@@ -102,6 +103,24 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert main([*common, "--exemplar", str(unseen), "--out", str(tmp_path / "own")]) == 0
     assert main([*common, "--random-exemplar", "3", "--preserve-color", "--out", str(tmp_path / "sampled")]) == 0
     assert main([*common, "--exemplar", "7", "--out", str(tmp_path / "bad")]) == 2  # 3 exemplars only
+
+
+def test_stage2_follows_the_papers_schedule_the_exemplar_taking_finer_layers_first():
+    """The official pretrain_dualstylegan.py: the extrinsic face (weight 1 everywhere) takes layers 7.. for the first
+    twelfth of the run, 6.. for the next, then 5..; the coarse schedule (face128's stage II) gives it layers 0..l."""
+    G = tiny_generator()
+    cfg = DualStyleGANConfig(res_index=6, batch=2, amp=False, pretrain_kimg=1.2, device="cpu")
+    trainer = PretrainTrainer(cfg, G, torch.device("cpu"))
+    for nimg, k in ((0, 7), (99, 7), (100, 6), (199, 6), (200, 5), (1200, 5)):
+        trainer.nimg = nimg
+        taken, weights = trainer.split()
+        assert taken == [i >= k for i in range(G.n_latent)] and weights == [1.0] * G.n_latent
+    coarse = PretrainTrainer(dataclasses.replace(cfg, pretrain_schedule="coarse"), G, torch.device("cpu"))
+    for _ in range(5):
+        taken, weights = coarse.split()
+        assert taken == [t > 0 for t in weights] and taken[0] and not taken[1]  # at 0 kimg: layer 0 only
+    with pytest.raises(ValueError, match="pretrain_schedule"):
+        PretrainTrainer(dataclasses.replace(cfg, pretrain_schedule="fine"), G, torch.device("cpu"))
 
 
 def test_run_phases_skips_what_is_done_stops_when_time_runs_out_and_after_the_named_phase():

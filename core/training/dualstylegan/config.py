@@ -38,6 +38,9 @@ class DualStyleGANConfig(RunConfig):
     destylize_spread: float = 0.5  # weight of the code's spread across layers (std over layers, mean over dims)
     # 4. stage II
     pretrain_kimg: float = 200.0
+    pretrain_schedule: str = "paper"  # paper: the extrinsic face takes the layers from k on, k = res_index + 1, then
+        # res_index, then res_index - 1 (the official 7, 6, 5); coarse: it takes layers 0..l, l growing from 0 to
+        # res_index (how face128's shipped stage II was trained)
     # 5. stage III
     style_kimg: float = 30.0
     lr: float = 0.002

@@ -128,27 +128,57 @@ class ExtrinsicTrainer:
 
 
 class PretrainTrainer(ExtrinsicTrainer):
-    """Stage II, structure transfer in the face domain: for faces w1, w2, DualStyleGAN(w1, extrinsic w2, weight 1 on
-    the layers <= l) must draw the face generator's image of w2's first l + 1 layers with w1's others (LPIPS + L2);
-    the largest l drawn grows from 0 to `res_index` within the first two thirds of `pretrain_kimg`."""
+    """Stage II, structure transfer in the face domain: for faces w1, w2, DualStyleGAN(w1, extrinsic w2) must draw
+    the face generator's image of w1 on some layers and w2 on the others (LPIPS + L2), under one of two schedules:
+
+    - paper (the official pretrain_dualstylegan.py): extrinsic weight 1 on every layer, target w1 below layer k and
+      w2 from k on; k = res_index + 1 for the first twelfth of `pretrain_kimg`, res_index for the next, then
+      res_index - 1. The exemplar moves the middle structure and the colours; the coarsest layers (pose, face shape)
+      stay the face's, which stage III then adapts to the style.
+    - coarse (face128's shipped stage II): weight 1 on layers <= l, target w2 on layers <= l and w1 above, the largest
+      l drawn growing from 0 to `res_index` within the first two thirds of `pretrain_kimg`: the exemplar's face
+      shape and pose come first.
+    """
 
     stage = "pretrain"
+    SCHEDULES = ("paper", "coarse")
+
+    def __init__(self, cfg: DualStyleGANConfig, G: Generator, device: torch.device):
+        if cfg.pretrain_schedule not in self.SCHEDULES:
+            raise ValueError(f"pretrain_schedule {cfg.pretrain_schedule!r}: one of {self.SCHEDULES}")
+        super().__init__(cfg, G, device)
+
+    @property
+    def progress(self) -> float:
+        return self.nimg / max(self.cfg.pretrain_kimg * 1000, 1)
+
+    @property
+    def exemplar_from(self) -> int:
+        """paper: the first layer the extrinsic face takes at this point of training."""
+        return self.cfg.res_index + 1 - min(2, int(self.progress * 12))
 
     @property
     def structure_layers(self) -> int:
-        """How many coarse layers (from 0) the extrinsic face may change at this point of training."""
-        progress = self.nimg / max(self.cfg.pretrain_kimg * 1000, 1)
-        return min(self.cfg.res_index + 1, 1 + int(progress * 1.5 * (self.cfg.res_index + 1)))
+        """coarse: how many coarse layers (from 0) the extrinsic face may change at this point of training."""
+        return min(self.cfg.res_index + 1, 1 + int(self.progress * 1.5 * (self.cfg.res_index + 1)))
+
+    def split(self) -> tuple[list[bool], list[float]]:
+        """Per layer: does the target take the extrinsic face's w there, and the extrinsic weight; for this step."""
+        if self.cfg.pretrain_schedule == "paper":
+            k = self.exemplar_from
+            return [i >= k for i in range(self.n)], [1.0] * self.n
+        layers = torch.randint(0, self.structure_layers, (), device="cpu").item()
+        taken = [i <= layers for i in range(self.n)]
+        return taken, [float(t) for t in taken]
 
     def loss(self) -> torch.Tensor:
-        """DualStyleGAN(w1, ex w2, 1 on layers <= l) against g(w2 on layers <= l, w1 above), l per batch."""
+        """DualStyleGAN(w1, ex w2) against g(w2 on the layers the schedule gives it, w1 on the others)."""
         b = self.cfg.batch
         w1, w2 = self.faces(b, psi=1.0), self.faces(b, psi=1.0)
-        layers = torch.randint(0, self.structure_layers, (), device="cpu").item()
-        mixed = torch.cat([w2[:, None].expand(-1, layers + 1, -1), w1[:, None].expand(-1, self.n - layers - 1, -1)], 1)
+        taken, weights = self.split()
+        mixed = torch.where(torch.tensor(taken, device=self.device).view(1, -1, 1), w2[:, None], w1[:, None])
         with torch.no_grad(), bf16(self.cfg.amp, self.device):
             target = self.G.synthesis(mixed, noise_mode="const").float()
-        weights = [1.0] * (layers + 1) + [0.0] * (self.n - layers - 1)
         with bf16(self.cfg.amp, self.device):
             image = self.render(w1, w2, weights)
         perceptual = self.perceptual(image, target)
@@ -157,12 +187,14 @@ class PretrainTrainer(ExtrinsicTrainer):
         return self.cfg.lpips * perceptual + self.cfg.l2 * l2
 
     def pop_stats(self) -> dict[str, float]:
-        return super().pop_stats() | {"layers": self.structure_layers}
+        layers = self.exemplar_from if self.cfg.pretrain_schedule == "paper" else self.structure_layers
+        return super().pop_stats() | {"layers": layers}
 
     def sample_rows(self, w: torch.Tensor) -> list[torch.Tensor]:
-        """Each face with the next one's coarse layers swapped in by the extrinsic path."""
+        """Each face with the next one's layers swapped in by the extrinsic path, as at the end of the schedule."""
         k = self.cfg.res_index + 1
-        return [self.render(w, w.roll(1, 0), [1.0] * k + [0.0] * (self.n - k))]
+        weights = [1.0] * self.n if self.cfg.pretrain_schedule == "paper" else [1.0] * k + [0.0] * (self.n - k)
+        return [self.render(w, w.roll(1, 0), weights)]
 
 
 class StyleTrainer(ExtrinsicTrainer):
