@@ -111,8 +111,10 @@ def style_images(name: str, size: int) -> torch.Tensor:
         return from_uint8(torch.from_numpy(saved["pixels"]))
 
 
-def fitted_contents(faces: torch.Tensor, encoder, G, steps: list[int]) -> dict[int, tuple[torch.Tensor, float]]:
+def fitted_contents(faces: torch.Tensor, playground: Playground,
+                    steps: list[int]) -> dict[int, tuple[torch.Tensor, float]]:
     """Per number of fitting steps: the faces' Z+ codes [N, L, D] and the seconds a face took to fit."""
+    encoder, G = playground.encoder("dualstylegan_encoder"), playground.generator
     encoded = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
     contents = {}
     for n in steps:
@@ -148,9 +150,9 @@ def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torc
 
 
 @torch.no_grad()
-def gallery(names: list[str], faces: torch.Tensor, encoder, playground: Playground, path: Path,
+def gallery(names: list[str], faces: torch.Tensor, playground: Playground, path: Path,
             weights=(0.2, 0.6, 1.0)) -> None:
-    G = playground.generator
+    encoder, G = playground.encoder("dualstylegan_encoder"), playground.generator
     content = torch.cat([encode_zplus(encoder, face[None])[1] for face in faces])
     blank = torch.ones(1, 3, G.size, G.size)
     reconstruction = G.synthesis(G.map_zplus(content), noise_mode="const").clamp(-1, 1)
@@ -183,8 +185,8 @@ def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple
 
 
 @torch.no_grad()
-def measure_sketch(name: str, held_out: list[str], encoder, playground: Playground) -> dict:
-    style, G = playground.style(name), playground.generator
+def measure_sketch(name: str, held_out: list[str], playground: Playground) -> dict:
+    style, G, encoder = playground.style(name), playground.generator, playground.encoder("dualstylegan_encoder")
     photos, artist, filtered = cufs_pairs(held_out, G.size)
     content = torch.cat([encode_zplus(encoder, photo[None])[1] for photo in photos])
     mean_exemplar = style.extrinsic.mean(0, keepdim=True)  # the style's average exemplar
@@ -242,23 +244,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     use_threads(args.threads)
     playground = Playground.from_pretrained(args.generator)
-    G, encoder = playground.generator, playground.encoder("dualstylegan_encoder")
     with np.load(FACES) as saved:
         keep = np.isin(saved["sets"], args.sets)
         faces = from_uint8(torch.from_numpy(saved["images"][keep]))
         celeba = from_uint8(torch.from_numpy(saved["images"][saved["sets"] == "celeba"][:4]))
     if args.gallery:
-        gallery(args.styles, celeba, encoder, playground, args.gallery)
+        gallery(args.styles, celeba, playground, args.gallery)
     if args.fit_gallery:
         shown = faces[args.fit_faces]
-        fit_gallery(args.styles, shown, fitted_contents(shown, encoder, G, args.refine_steps), playground,
+        fit_gallery(args.styles, shown, fitted_contents(shown, playground, args.refine_steps), playground,
                     args.fit_gallery)
     if args.gallery_only:
         return
-    contents = fitted_contents(faces, encoder, G, args.refine_steps)
+    contents = fitted_contents(faces, playground, args.refine_steps)
     rows = [row for name in args.styles
             for row in measure_style(name, faces, contents, playground, args.exemplars, args.weights)]
-    sketch = measure_sketch(args.sketch_style, args.cufs, encoder, playground) if args.cufs else None
+    sketch = measure_sketch(args.sketch_style, args.cufs, playground) if args.cufs else None
     if sketch:
         print(json.dumps(sketch))
     print(markdown(rows))
