@@ -9,7 +9,9 @@ paired with references above 0.5, and the other way round. Per edit: *transfer* 
 towards the reference's), the target logit change towards the reference, the mean |logit change| of the 39 other
 attributes, and identity (FaceNet similarity and dlib distance to the source's reconstruction). The InterFaceGAN edit
 of each source moves along the embedded direction towards the reference's side with the strength (from `STRENGTHS`)
-whose mean target change is closest to the reference edit's: matched strength, then the same measures.
+whose mean identity loss (FaceNet similarity to the source) is closest to the reference edit's, as issue #34 asks:
+at the same cost in identity, which edit moves the attribute more often. `--match target` matches the mean target
+change instead (how versions 0-4 were compared).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from core.pipeline import Playground
 from core.threads import use_threads
 
 ATTRIBUTES = ("Smiling", "Eyeglasses", "Black_Hair", "Blond_Hair", "Young", "Male")
-STRENGTHS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0)
+STRENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+MATCHED_MEASURE = {"identity": "facenet", "target": "target_change"}
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
 
@@ -75,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="registry name of the generator whose family (Style Transformer, editor, directions) runs")
     parser.add_argument("--editor", help="registry name or file (a candidate; default: the one made for --generator)")
     parser.add_argument("--strength", type=float, help="scale of the edit transformer's offset (default: the file's)")
+    parser.add_argument("--match", choices=sorted(MATCHED_MEASURE), default="identity",
+                        help="the InterFaceGAN strength whose mean FaceNet similarity (identity) or target change is "
+                             "closest to the reference edit's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--grid", type=Path, help="per attribute: source | reference | reference edit | InterFaceGAN")
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
             moved = codes[source] + strength * toward.view(-1, 1, 1) * (moved - codes[source])
             sweep[strength] = (moved, measures(classifier, index, toward, images[source],
                                                G.synthesis(moved, noise_mode="const").clamp(-1, 1)))
-        matched = min(STRENGTHS, key=lambda s: abs(sweep[s][1]["target_change"].mean() - ours["target_change"].mean()))
+        key = MATCHED_MEASURE[args.match]
+        matched = min(STRENGTHS, key=lambda s: abs(np.nanmean(sweep[s][1][key]) - np.nanmean(ours[key])))
         table[attribute] = {"pairs": len(pairs), "reference_edit": mean(ours),
                             "interfacegan": {"strength": matched, **mean(sweep[matched][1])}}
         print(attribute, json.dumps(table[attribute]), flush=True)
@@ -118,10 +125,11 @@ def main(argv: list[str] | None = None) -> None:
         matched_image = G.synthesis(sweep[matched][0][:1], noise_mode="const").clamp(-1, 1)
         grid.append(torch.cat([images[source[first]:source[first] + 1], images[reference[first]:reference[first] + 1],
                                edited_images[:1], matched_image]))
-    print(markdown(table, len(names)))
+    print(markdown(table, len(names), args.match))
     if args.json:
         strength = args.strength if args.strength is not None else float(editor.meta.get("strength", 1.0))
         args.json.write_text(json.dumps({"machine": machine(), "editor": args.editor, "strength": strength,
+                                         "generator": args.generator, "match": args.match,
                                          "faces": names, "table": table}, indent=1) + "\n")
     if args.grid:
         from PIL import Image
@@ -130,8 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         Image.fromarray(np.concatenate(rows, 0)).save(args.grid)
 
 
-def markdown(table: dict, faces: int) -> str:
-    lines = [f"Reference edits vs InterFaceGAN at matched strength ({faces} held-out faces, CelebA eval + LFW)", "",
+def markdown(table: dict, faces: int, match: str) -> str:
+    matched = {"identity": "identity loss", "target": "target change"}[match]
+    lines = [f"Reference edits vs InterFaceGAN at matched {matched} ({faces} held-out faces, CelebA eval + LFW)", "",
              "| attribute | method | transfer ↑ | target logit change | others' |change| ↓ | FaceNet ↑ | dlib ↓ |",
              "|---|---|---|---|---|---|---|"]
     for attribute, row in table.items():
