@@ -7,11 +7,12 @@ Faces: CelebA eval and LFW photos (nobody trained on them), aligned and encoded 
 `--generator`. For each attribute, sources the image attribute classifier scores below 0.5 on their reconstruction are
 paired with references above 0.5, and the other way round. Per edit: *transfer* (the edit's probability crossed 0.5
 towards the reference's), the target logit change towards the reference, the mean |logit change| of the 39 other
-attributes, and identity (FaceNet similarity and dlib distance to the source's reconstruction). The InterFaceGAN edit
-of each source moves along the embedded direction towards the reference's side with the strength (from `STRENGTHS`)
-whose mean identity loss (FaceNet similarity to the source) is closest to the reference edit's, as issue #34 asks:
-at the same cost in identity, which edit moves the attribute more often. `--match target` matches the mean target
-change instead (how versions 0-4 were compared).
+attributes, and identity (FaceNet similarity and dlib distance to the source's reconstruction); for the reference edit
+also *latent transfer* (the JSON's `latent_transfer`: the editor's own latent classifier says it crossed). The
+InterFaceGAN edit of each source moves along the embedded direction towards the reference's side with the strength
+(from `STRENGTHS`) whose mean identity loss (FaceNet similarity to the source) is closest to the reference edit's, as
+issue #34 asks: at the same cost in identity, which edit moves the attribute more often. `--match target` matches the
+mean target change instead (how versions 0-4 were compared).
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         edited = editor.edit(codes[source], codes[reference], attribute, args.strength)
         edited_images = G.synthesis(edited, noise_mode="const").clamp(-1, 1)
         ours = measures(classifier, index, toward, images[source], edited_images)
+        # what the editor's own latent classifier says: far above `transfer`, the edit satisfies it, not the image
+        ours["latent_transfer"] = ((editor.classifier(edited.float())[0][:, editor.index(attribute)] > 0)
+                                   == (toward > 0)).float().numpy()
         sweep = {}
         for strength in STRENGTHS:
             moved = apply(codes[source], directions[attribute], 1.0, G.n_latent)

@@ -72,6 +72,8 @@ class ReferenceEditConfig(RunConfig):
     batch: int = 256  # the latent classifier's
     edit_batch: int = 64  # (source, reference) pairs per edit-transformer step
     lr: float = 1e-3  # the latent classifier's, with cosine decay
+    classifier_noise: float = 0.0  # Gaussian noise added to its training codes, in units of each W+ coordinate's
+        # spread: smooths the classifier, so the edit transformer cannot satisfy it with offsets the image ignores
     edit_lr: float = 3e-4
     edit_weights: str = "1,1,1"  # the paper's loss terms: stay near the source code, take the reference's
         # embedding of the attribute, keep the source's embeddings of the others
@@ -141,13 +143,16 @@ class LatentClassifierTrainer:
         self.codes, self.labels = codes.to(device), labels.to(device)
         self.model = LatentAttributeClassifier(classifier_widths(cfg, codes), n_classes=labels.shape[1]).to(device)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.spread = cfg.classifier_noise * self.codes.float().std(0)
         self.means = StepMeans(device)
 
     def step(self) -> None:
         for group in self.optimiser.param_groups:  # cosine decay, resumable from the step alone
             group["lr"] = self.cfg.lr * 0.5 * (1 + math.cos(math.pi * self.step_index / self.cfg.classifier_steps))
         pick = torch.randint(len(self.codes), (self.cfg.batch,), device=self.device)
-        loss = F.binary_cross_entropy_with_logits(self.model(self.codes[pick].float())[0], self.labels[pick])
+        codes = self.codes[pick].float()
+        codes = codes + self.spread * torch.randn_like(codes) if self.cfg.classifier_noise else codes
+        loss = F.binary_cross_entropy_with_logits(self.model(codes)[0], self.labels[pick])
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
@@ -284,7 +289,8 @@ def held_still(labels: torch.Tensor, correlated: float, exclusive: Sequence[set[
             for i in range(len(r))]
 
 
-CLASSIFIER_OPTIONS = ("encoder", "data", "labels", "synthetic", "hidden", "classifier_steps", "batch", "lr", "seed")
+CLASSIFIER_OPTIONS = ("encoder", "data", "labels", "synthetic", "hidden", "classifier_steps", "batch", "lr", "seed",
+                      "classifier_noise")
 EDIT_OPTIONS = (*CLASSIFIER_OPTIONS, "attributes", "edit_steps", "edit_batch", "edit_lr", "edit_weights",
                 "correlated", "exclusive")
 
