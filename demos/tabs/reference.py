@@ -19,8 +19,8 @@ def build(ctx: AppContext, page: Page) -> None:
     gr.Markdown("Pick a photo and a **reference** photo: the Style Transformer encodes both, and its edit transformer "
                 "moves the photo's code towards the reference's value of one attribute, keeping the rest. The "
                 "measures come from the image attribute classifier (which the editor never saw) and FaceNet. "
-                "Version 4: selective, transfers black hair as often as InterFaceGAN, smile, blond hair, age and "
-                "gender less often (models/face128/REFERENCE_EDIT.md).")
+                "At the same identity loss it transfers black hair more often than InterFaceGAN, smile, blond hair, "
+                "age and gender less often (measures: models/face128/REFERENCE_EDIT.md).")
     try:
         attributes = list(ctx.reference_editor().trained)
     except gr.Error:  # no editor for this model: the tab says so when used
