@@ -72,7 +72,7 @@ class ReferenceEditConfig(RunConfig):
     batch: int = 256  # the latent classifier's
     edit_batch: int = 64  # (source, reference) pairs per edit-transformer step
     lr: float = 1e-3  # the latent classifier's, with cosine decay
-    classifier_noise: float = 0.0  # Gaussian noise added to its training codes, in units of each W+ coordinate's
+    classifier_noise: float = 1.0  # Gaussian noise added to its training codes, in units of each W+ coordinate's
         # spread: smooths the classifier, so the edit transformer cannot satisfy it with offsets the image ignores
     edit_lr: float = 3e-4
     edit_weights: str = "1,1,1"  # the paper's loss terms: stay near the source code, take the reference's
