@@ -36,7 +36,7 @@ from core.threads import use_threads
 
 ATTRIBUTES = ("Smiling", "Eyeglasses", "Black_Hair", "Blond_Hair", "Young", "Male")
 STRENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
-MATCHED_MEASURE = {"identity": "facenet", "target": "target_change"}
+MATCHED = {"identity": ("facenet", "identity loss"), "target": ("target_change", "target change")}  # measure, words
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="registry name of the generator whose family (Style Transformer, editor, directions) runs")
     parser.add_argument("--editor", help="registry name or file (a candidate; default: the one made for --generator)")
     parser.add_argument("--strength", type=float, help="scale of the edit transformer's offset (default: the file's)")
-    parser.add_argument("--match", choices=sorted(MATCHED_MEASURE), default="identity",
+    parser.add_argument("--match", choices=sorted(MATCHED), default="identity",
                         help="the InterFaceGAN strength whose mean FaceNet similarity (identity) or target change is "
                              "closest to the reference edit's")
     parser.add_argument("--threads", type=int, default=2)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             moved = codes[source] + strength * toward.view(-1, 1, 1) * (moved - codes[source])
             sweep[strength] = (moved, measures(classifier, index, toward, images[source],
                                                G.synthesis(moved, noise_mode="const").clamp(-1, 1)))
-        key = MATCHED_MEASURE[args.match]
+        key = MATCHED[args.match][0]
         matched = min(STRENGTHS, key=lambda s: abs(np.nanmean(sweep[s][1][key]) - np.nanmean(ours[key])))
         table[attribute] = {"pairs": len(pairs), "reference_edit": mean(ours),
                             "interfacegan": {"strength": matched, **mean(sweep[matched][1])}}
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def markdown(table: dict, faces: int, match: str) -> str:
-    matched = {"identity": "identity loss", "target": "target change"}[match]
-    lines = [f"Reference edits vs InterFaceGAN at matched {matched} ({faces} held-out faces, CelebA eval + LFW)", "",
+    lines = [f"Reference edits vs InterFaceGAN at matched {MATCHED[match][1]} ({faces} held-out faces, CelebA eval "
+             "+ LFW)", "",
              "| attribute | method | transfer ↑ | target logit change | others' |change| ↓ | FaceNet ↑ | dlib ↓ |",
              "|---|---|---|---|---|---|---|"]
     for attribute, row in table.items():
