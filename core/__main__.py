@@ -431,7 +431,8 @@ def edit_by_reference(args: argparse.Namespace, playground) -> int:
     m = result.measures
     print(f"{args.attribute}: {m['source_probability']:.2f} (photo) -> {m['edited_probability']:.2f} (edited), "
           f"reference {m['reference_probability']:.2f}; other attributes moved {m['others_logit_change']:.2f} logits; "
-          f"identity {m['identity']:.2f} -> {args.out}")
+          f"identity {m['identity']:.2f} to the encoded photo, which is {m['encoding_identity']:.2f} to the photo "
+          f"-> {args.out}")
     return 0
 
 

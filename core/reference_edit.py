@@ -104,7 +104,8 @@ def edit_by_reference(model: EncoderModel, editor: ReferenceEditor, source: Imag
                       classifier: AttributeClassifier | None = None, strength: float | None = None) -> ReferenceEdit:
     """Encode two aligned faces, give the source the reference's `attribute`, render all three, and measure with the
     image attribute classifier (never seen by the editor) and FaceNet: the attribute's probability on the source,
-    the reference and the edit, how far the other attributes' logits moved, and the identity kept."""
+    the reference and the edit, how far the other attributes' logits moved, whether the encoded source is still the
+    photo's person, and whether the edit kept the encoded source's."""
     G = model.decoder
     targets = as_targets([source, reference], G.size).to(model.latent_avg.device)
     source_ws, reference_ws = encoder_pivot(model, size=model.encoder.input_size)(targets).split(1)
@@ -115,8 +116,11 @@ def edit_by_reference(model: EncoderModel, editor: ReferenceEditor, source: Imag
     logits = {name: classifier.logits(image)[0] for name, image in images.items()}
     index = classifier.index(attribute)
     others = [i for i in range(len(logits["source"])) if i != index]
-    similarity = identity.similarity(identity.embed(images["edited"]), identity.embed(images["source"]))[0].item()
+    edited, encoded, photo = identity.embed(torch.cat([images["edited"], images["source"], targets[:1]]))
+    similarity = identity.similarity(edited[None], encoded[None])[0].item()
+    encoding = identity.similarity(encoded[None], photo[None])[0].item()  # the edit cannot keep whom the code lost
     measures = {f"{name}_probability": torch.sigmoid(logits[name][index]).item() for name in codes}
     measures |= {"others_logit_change": (logits["edited"][others] - logits["source"][others]).abs().mean().item(),
-                 "identity": similarity, "same_person": float(similarity > identity.SAME_PERSON)}
+                 "identity": similarity, "same_person": float(similarity > identity.SAME_PERSON),
+                 "encoding_identity": encoding, "encoding_same_person": float(encoding > identity.SAME_PERSON)}
     return ReferenceEdit(attribute, codes, images, measures)

@@ -120,7 +120,8 @@ def test_reference_edit_tab_gives_the_photo_the_reference_attribute(default_app)
     assert pixels(pasted).shape == pixels(photos[0]).shape  # the edited face back in the photo, full size
     assert len(gallery) == 3 and [cell["caption"] for cell in gallery][2] == "edited: Smiling"
     rows = dict(table["data"])
-    assert set(rows) >= {"Smiling: photo", "Smiling: reference", "Smiling: edited"}
+    assert set(rows) >= {"Smiling: photo", "Smiling: reference", "Smiling: edited",
+                         "the encoded photo is the photo's person (FaceNet)"}
     for cell in gallery:
         assert_image(cell["image"], 128)
 

@@ -21,6 +21,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "app.png"
 UPDATE = os.environ.get("UPDATE_SCREENSHOT", "0") == "1"
+# the Reference tab's pair of held-out photos: a fair-haired woman takes a black-haired woman's hair (black hair is
+# the attribute the shipped editor transfers most often: models/face128/REFERENCE_EDIT.md)
+REFERENCE_PAIR, REFERENCE_ATTRIBUTE = (3, 17), "Black_Hair"
 
 pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium: apt-get install -y chromium"),
@@ -148,3 +151,30 @@ def test_the_style_tab_restyles_a_photo_on_the_embedded_model(browser, photo, tm
     assert np.asarray(Image.open(path).convert("RGB")).std() > 10
     if UPDATE:
         Image.open(path).convert("RGB").quantize(256).save(SCREENSHOT.with_name("style.png"), optimize=True)
+
+
+def test_the_reference_tab_edits_a_photo_on_the_embedded_model(browser, photo, tmp_path):
+    """The Reference edit tab as a user meets it: two photos uploaded, an attribute picked, the photo, the reference
+    and the edit shown with what the edit did, and the edit pasted back into the photo."""
+    photo, reference = (sorted(photo.parent.glob("*.jpg"))[i] for i in REFERENCE_PAIR)
+    with running_app("default") as app:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(app.url)
+        page.get_by_role("tab", name="Reference edit", exact=True).click()
+        page.locator("#reference-photo-photo input[type=file]").set_input_files(str(photo))
+        page.locator("#reference-reference-photo input[type=file]").set_input_files(str(reference))
+        page.locator("#reference-photo-crop img").wait_for(timeout=60_000)
+        page.locator("#reference-reference-crop img").wait_for(timeout=60_000)
+        page.locator("#reference-attribute input").fill(REFERENCE_ATTRIBUTE)
+        page.locator("#reference-attribute input").press("Enter")
+        page.get_by_role("button", name="Edit by reference", exact=True).click()
+        page.locator("#reference-pasted img").wait_for(timeout=120_000)
+        assert page.locator("#reference-gallery img").count() == 3
+        measures = page.locator("#reference-table").inner_text()
+        assert f"{REFERENCE_ATTRIBUTE}: edited" in measures and "the encoded photo is the photo's person" in measures
+        path = tmp_path / "reference.png"
+        page.screenshot(path=path, full_page=True)
+        page.close()
+    assert np.asarray(Image.open(path).convert("RGB")).std() > 10
+    if UPDATE:
+        Image.open(path).convert("RGB").quantize(256).save(SCREENSHOT.with_name("reference.png"), optimize=True)

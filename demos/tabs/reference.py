@@ -38,8 +38,8 @@ def build(ctx: AppContext, page: Page) -> None:
     with gr.Row():
         gallery = gr.Gallery(label="photo (encoded) | reference (encoded) | edited", columns=3, format="png",
                              height=300, object_fit="contain", elem_id="reference-gallery", scale=3)
-        table = gr.Dataframe(headers=MEASURE_HEADERS, label="What the edit did", interactive=False,
-                             elem_id="reference-table", scale=2)
+        table = gr.Dataframe(headers=MEASURE_HEADERS, label="What the edit did", interactive=False, wrap=True,
+                             column_widths=["70%", "30%"], elem_id="reference-table", scale=2)
     pasted = gr.Image(label="The edited face in your photo", format="png", interactive=False,
                       elem_id="reference-pasted")
 
@@ -59,7 +59,9 @@ def build(ctx: AppContext, page: Page) -> None:
                 [f"{name}: reference", f"{m['reference_probability']:.0%}"],
                 [f"{name}: edited", f"{m['edited_probability']:.0%}"],
                 ["other attributes moved (mean |logit change|)", f"{m['others_logit_change']:.2f}"],
-                ["identity kept (FaceNet, edited vs photo encoded)",
+                ["the encoded photo is the photo's person (FaceNet)",
+                 f"{'yes' if m['encoding_same_person'] else 'no'} ({m['encoding_identity']:.2f})"],
+                ["identity kept by the edit (FaceNet, edited vs photo encoded)",
                  f"{'yes' if m['same_person'] else 'no'} ({m['identity']:.2f})"]]
         return source, other, cells, rows, in_photo(ctx, path, result.images["edited"])
 
