@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -130,13 +131,39 @@ def test_a_photo_without_a_face_says_so(page, tmp_path):
     page.get_by_text("No face found in this photo").first.wait_for(timeout=60_000)
 
 
-def test_the_style_tab_restyles_a_photo_on_the_embedded_model(browser, photo, tmp_path):
+@pytest.fixture(scope="module")
+def embedded_app():
+    """The app on the embedded model, as `make app` serves it (the Style and Reference tabs need its trained files)."""
+    with running_app("default") as app:
+        yield app
+
+
+@contextmanager
+def tab_of(app, browser, tab: str):
+    """A fresh page of `app` with `tab` open."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(app.url)
+    page.get_by_role("tab", name=tab, exact=True).click()
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def keep_screenshot(page, path: Path) -> None:
+    """Screenshot the whole page to `path`, check it is a picture, and with UPDATE_SCREENSHOT=1 keep it for the README
+    in docs/screenshots under the same name (256 colours)."""
+    page.screenshot(path=path, full_page=True)
+    image = Image.open(path).convert("RGB")
+    assert np.asarray(image).std() > 10
+    if UPDATE:
+        image.quantize(256).save(SCREENSHOT.with_name(path.name), optimize=True)
+
+
+def test_the_style_tab_restyles_a_photo_on_the_embedded_model(browser, embedded_app, photo, tmp_path):
     """The Style tab as a user meets it: the first shipped style, its recommended structure weight on the slider, a
     photo uploaded and stylised; the result and the identity measures shown."""
-    with running_app("default") as app:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(app.url)
-        page.get_by_role("tab", name="Style", exact=True).click()
+    with tab_of(embedded_app, browser, "Style") as page:
         assert page.locator("#style-structure input[type=number]").input_value() == "0.2"
         page.locator("#style-gallery img").first.wait_for(timeout=60_000)  # the exemplars, drawn by the model
         page.locator("#style-photo input[type=file]").set_input_files(str(photo))
@@ -145,22 +172,14 @@ def test_the_style_tab_restyles_a_photo_on_the_embedded_model(browser, photo, tm
         page.locator("#style-result img").wait_for(timeout=120_000)
         measures = page.locator("#style-table").inner_text()
         assert "the reconstruction is the photo's person" in measures and "identity kept by the style" in measures
-        path = tmp_path / "style.png"
-        page.screenshot(path=path, full_page=True)
-        page.close()
-    assert np.asarray(Image.open(path).convert("RGB")).std() > 10
-    if UPDATE:
-        Image.open(path).convert("RGB").quantize(256).save(SCREENSHOT.with_name("style.png"), optimize=True)
+        keep_screenshot(page, tmp_path / "style.png")
 
 
-def test_the_reference_tab_edits_a_photo_on_the_embedded_model(browser, photo, tmp_path):
+def test_the_reference_tab_edits_a_photo_on_the_embedded_model(browser, embedded_app, photo, tmp_path):
     """The Reference edit tab as a user meets it: two photos uploaded, an attribute picked, the photo, the reference
     and the edit shown with what the edit did, and the edit pasted back into the photo."""
     photo, reference = (sorted(photo.parent.glob("*.jpg"))[i] for i in REFERENCE_PAIR)
-    with running_app("default") as app:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(app.url)
-        page.get_by_role("tab", name="Reference edit", exact=True).click()
+    with tab_of(embedded_app, browser, "Reference edit") as page:
         page.locator("#reference-photo-photo input[type=file]").set_input_files(str(photo))
         page.locator("#reference-reference-photo input[type=file]").set_input_files(str(reference))
         page.locator("#reference-photo-crop img").wait_for(timeout=60_000)
@@ -172,9 +191,4 @@ def test_the_reference_tab_edits_a_photo_on_the_embedded_model(browser, photo, t
         assert page.locator("#reference-gallery img").count() == 3
         measures = page.locator("#reference-table").inner_text()
         assert f"{REFERENCE_ATTRIBUTE}: edited" in measures and "the encoded photo is the photo's person" in measures
-        path = tmp_path / "reference.png"
-        page.screenshot(path=path, full_page=True)
-        page.close()
-    assert np.asarray(Image.open(path).convert("RGB")).std() > 10
-    if UPDATE:
-        Image.open(path).convert("RGB").quantize(256).save(SCREENSHOT.with_name("reference.png"), optimize=True)
+        keep_screenshot(page, tmp_path / "reference.png")
