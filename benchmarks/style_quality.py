@@ -10,6 +10,12 @@ style against a real artist.
         --json benchmarks/style_identity.json        # DualStyleGAN keeps the person: the fitted Z+ code
     python -m benchmarks.style_quality --styles fantasy illustration impasto sketch \
         --sets celeba lfw ffhq child elderly --refine-steps 0 50 --fit-gallery benchmarks/style_fit.jpg --gallery-only
+    python -m benchmarks.style_quality --styles fantasy illustration impasto sketch --exemplars 2 \
+        --sets celeba lfw ffhq child elderly --weights 0 0.2 --color-from 7 8 10 --refine-steps 50 \
+        --json benchmarks/style_color_layers.json    # which layers of the colour path lose the person
+    python -m benchmarks.style_quality --styles fantasy illustration impasto sketch \
+        --sets celeba lfw ffhq child elderly --refine-steps 50 --color-from 7 10 \
+        --fit-gallery benchmarks/style_color_layers.jpg --gallery-only
 
 For each style and structure weight w (colour weight 1): the faces of `faces.npz` in `--sets` (nobody trained on them),
 each stylised with `--exemplars` exemplars spread over the style set, from the Z+ encoder's code fitted to the photo
@@ -126,19 +132,30 @@ def fitted_contents(faces: torch.Tensor, playground: Playground,
     return contents
 
 
+def layer_weights(style, structure: float, color_from: int | None) -> list[float]:
+    """The style's per-layer weights at `structure` (colour 1), with the colour path starting at layer `color_from`
+    instead of right after the structure layers (None): the layers between keep the photo's own code."""
+    weights = style.weights(structure, 1.0)
+    first = style.model.res_index + 1
+    return [0.0 if color_from is not None and first <= i < color_from else w for i, w in enumerate(weights)]
+
+
 @torch.no_grad()
 def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]],
-                  playground: Playground, exemplars: int, weights: list[float]) -> list[dict]:
+                  playground: Playground, exemplars: int, weights: list[float],
+                  color_from: list[int | None] = (None,)) -> list[dict]:
     style, G = playground.style(name), playground.generator
     style_features = vgg_features(style_images(name, G.size))
     picks = np.linspace(0, len(style.extrinsic) - 1, exemplars).round().astype(int).tolist()
     rows = []
     for steps, (content, seconds) in contents.items():
         fit = {"refine_steps": steps, "fit_seconds_per_face": seconds}
-        for weight in weights:
-            images = torch.cat([style.transfer(content, i, style.weights(weight, 1.0)) for i in picks])
+        for weight, first in ((w, c) for w in weights for c in color_from):
+            layers = layer_weights(style, weight, first)
+            images = torch.cat([style.transfer(content, i, layers) for i in picks])
             fidelity = distribution_distances(style_features, vgg_features(images))
             rows.append({"style": name, "structure": weight, "color": 1.0, "n": len(images), **fit,
+                         "color_from": first or style.model.res_index + 1,
                          **{f"style_{k}": v for k, v in fidelity.items()},
                          **identity_kept(images, torch.cat([faces] * len(picks)))})
             print(json.dumps(rows[-1]), flush=True)
@@ -169,17 +186,18 @@ def gallery(names: list[str], faces: torch.Tensor, playground: Playground, path:
 
 @torch.no_grad()
 def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]],
-                playground: Playground, path: Path) -> None:
+                playground: Playground, path: Path, color_from: list[int | None] = (None,)) -> None:
     """Each face: the photo, then per number of fitting steps its reconstruction and each style's exemplar 0 at the
-    style's recommended structure weight (colour 1): what the fit changes, to look at."""
+    style's recommended structure weight (colour 1), per first colour layer: what the fit (and the colour path's
+    layers) change, to look at."""
     rows, labels = [list(faces)], ["photo"]
     G, styles = playground.generator, {name: playground.style(name) for name in names}
     for steps, (codes, _) in contents.items():
         rows.append(list(G.synthesis(G.map_zplus(codes), noise_mode="const").clamp(-1, 1)))
         labels.append(f"reconstruction, fit {steps}")
-        for name, style in styles.items():
-            rows.append(list(style.transfer(codes, 0, style.weights())))
-            labels.append(f"{name} {style.structure}, fit {steps}")
+        for (name, style), first in ((item, first) for item in styles.items() for first in color_from):
+            rows.append(list(style.transfer(codes, 0, layer_weights(style, style.structure, first))))
+            labels.append(f"{name}\ncolour from {first}" if first else f"{name} {style.structure}, fit {steps}")
     figure = image_grid(rows, labels, size=1.3)
     figure.savefig(path, dpi=100, pil_kwargs={"quality": 90} if path.suffix == ".jpg" else {})
 
@@ -200,18 +218,22 @@ def measure_sketch(name: str, held_out: list[str], playground: Playground) -> di
 def markdown(rows: list[dict]) -> str:
     """The measured rows as benchmarks/README.md shows them: per style and structure weight, each number of fitting
     steps side by side."""
-    head = ("| style | structure | fit steps | s a face | FD to the style | FaceNet to the photo "
-            "| same person (FaceNet) | dlib distance | same person (dlib) |\n|---|---|---|---|---|---|---|---|---|\n")
+    layers = any("color_from" in row for row in rows)  # a --color-from run: which layer the colour path starts at
+    head = ("| style | structure | " + ("colour from layer | " if layers else "") + "fit steps | s a face "
+            "| FD to the style | FaceNet to the photo | same person (FaceNet) | dlib distance | same person (dlib) |\n"
+            + "|---" * (10 if layers else 9) + "|\n")
     lines = []
     for row in rows:
         structure = "reconstruction" if row.get("reference") == "unstyled" else f"{row['structure']:g}"
         dlib = "—" if row["dlib_distance"] is None else f"{row['dlib_distance']:.3f}"
-        lines.append(f"| {row['style']} | {structure} | {row.get('refine_steps', 0)} | "
+        first = f"{row.get('color_from', '—')} | " if layers else ""
+        lines.append(f"| {row['style']} | {structure} | {first}{row.get('refine_steps', 0)} | "
                      f"{row.get('fit_seconds_per_face', 0):.1f} | {row['style_fd']:.1f} | "
                      f"{row['facenet_identity']:.3f} | {row['same_person']:.0%} | {dlib} | "
                      f"{row['dlib_same_person']:.0%} |")
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["style"], rows[i]["structure"] is None,
-                                                    rows[i]["structure"] or 0, rows[i].get("refine_steps", 0)))
+                                                    rows[i]["structure"] or 0, rows[i].get("refine_steps", 0),
+                                                    rows[i].get("color_from", 0)))
     return head + "\n".join(lines[i] for i in order)
 
 
@@ -223,6 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exemplars", type=int, default=4, help="exemplars per face, spread over the style set")
     parser.add_argument("--sets", nargs="+", default=["celeba", "lfw"], help="the held-out face sets of faces.npz")
     parser.add_argument("--weights", nargs="+", type=float, default=list(WEIGHTS), help="structure weights")
+    parser.add_argument("--color-from", nargs="+", type=int, default=[None],
+                        help="the first layer the colour path sets (default: right after the structure layers); the "
+                             "layers before it keep the photo's own code")
     parser.add_argument("--refine-steps", nargs="+", type=int, default=[0],
                         help="steps fitting the Z+ code to each photo (core.style.refine_zplus); 0: the encoder's")
     parser.add_argument("--cufs", nargs="*", default=[], help="held-out CUFS pair file names for the sketch style")
@@ -253,12 +278,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.fit_gallery:
         shown = faces[args.fit_faces]
         fit_gallery(args.styles, shown, fitted_contents(shown, playground, args.refine_steps), playground,
-                    args.fit_gallery)
+                    args.fit_gallery, args.color_from)
     if args.gallery_only:
         return
     contents = fitted_contents(faces, playground, args.refine_steps)
     rows = [row for name in args.styles
-            for row in measure_style(name, faces, contents, playground, args.exemplars, args.weights)]
+            for row in measure_style(name, faces, contents, playground, args.exemplars, args.weights,
+                                     args.color_from)]
     sketch = measure_sketch(args.sketch_style, args.cufs, playground) if args.cufs else None
     if sketch:
         print(json.dumps(sketch))
