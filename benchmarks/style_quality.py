@@ -132,14 +132,6 @@ def fitted_contents(faces: torch.Tensor, playground: Playground,
     return contents
 
 
-def layer_weights(style, structure: float, color_from: int | None) -> list[float]:
-    """The style's per-layer weights at `structure` (colour 1), with the colour path starting at layer `color_from`
-    instead of right after the structure layers (None): the layers between keep the photo's own code."""
-    weights = style.weights(structure, 1.0)
-    first = style.model.res_index + 1
-    return [0.0 if color_from is not None and first <= i < color_from else w for i, w in enumerate(weights)]
-
-
 @torch.no_grad()
 def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torch.Tensor, float]],
                   playground: Playground, exemplars: int, weights: list[float],
@@ -151,7 +143,7 @@ def measure_style(name: str, faces: torch.Tensor, contents: dict[int, tuple[torc
     for steps, (content, seconds) in contents.items():
         fit = {"refine_steps": steps, "fit_seconds_per_face": seconds}
         for weight, first in ((w, c) for w in weights for c in color_from):
-            layers = layer_weights(style, weight, first)
+            layers = style.weights(weight, 1.0, color_from=first)
             images = torch.cat([style.transfer(content, i, layers) for i in picks])
             fidelity = distribution_distances(style_features, vgg_features(images))
             rows.append({"style": name, "structure": weight, "color": 1.0, "n": len(images), **fit,
@@ -196,7 +188,7 @@ def fit_gallery(names: list[str], faces: torch.Tensor, contents: dict[int, tuple
         rows.append(list(G.synthesis(G.map_zplus(codes), noise_mode="const").clamp(-1, 1)))
         labels.append(f"reconstruction, fit {steps}")
         for (name, style), first in ((item, first) for item in styles.items() for first in color_from):
-            rows.append(list(style.transfer(codes, 0, layer_weights(style, style.structure, first))))
+            rows.append(list(style.transfer(codes, 0, style.weights(color_from=first))))
             labels.append(f"{name}\ncolour from {first}" if first else f"{name} {style.structure}, fit {steps}")
     figure = image_grid(rows, labels, size=1.3)
     figure.savefig(path, dpi=100, pil_kwargs={"quality": 90} if path.suffix == ".jpg" else {})

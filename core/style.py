@@ -102,12 +102,20 @@ class Style:
         """Z+ -> W+ through the base generator's mapping network, layer by layer."""
         return self.generator.map_zplus(z_plus)
 
-    def weights(self, structure: float | None = None, color: float = 1.0, *,
-                structure_only: bool = False) -> list[float]:
+    def weights(self, structure: float | None = None, color: float = 1.0, *, structure_only: bool = False,
+                color_from: int | None = None) -> list[float]:
         """Per-layer weights from the two sliders (structure None: the style's own default); `structure_only`
-        switches the colour path off."""
+        switches the colour path off; `color_from` starts it at that layer (`face_keeping_color_from`: the photo
+        keeps its own code on the layers before)."""
         structure = self.structure if structure is None else structure
-        return self.model.blend_weights(structure, 0.0 if structure_only else color)
+        return self.model.blend_weights(structure, 0.0 if structure_only else color, color_from)
+
+    @property
+    def face_keeping_color_from(self) -> int:
+        """The first layer of the last resolution: a colour path from there keeps the photo's person where the full
+        one paints the exemplar's face in (benchmarks/README.md, *Which layers of the colour path lose the
+        person*), at a cost in style."""
+        return self.model.n_latent - 2
 
     def exemplar_code(self, exemplar: int | torch.Tensor) -> torch.Tensor:
         """An exemplar's extrinsic Z+ code [1, n, D]: by index, or a code passed through (a user's, a sample)."""

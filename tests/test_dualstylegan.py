@@ -83,6 +83,8 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
         face = style.generator.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
         assert torch.equal(style.transfer(content, 1, [0.0] * 10), face)
         assert style.transfer(content, 2, style.weights(1.0, 1.0)).shape == (2, 3, 64, 64)
+        # the face-keeping colour path: the last resolution's two layers only, the layers before the content's own
+        assert style.weights(0.6, 1.0, color_from=style.face_keeping_color_from) == [0.6] * 5 + [0.0] * 3 + [1.0] * 2
         assert style.sample_exemplars(4, seed=1).shape == (4, 10, 32)
     with pytest.raises(CheckpointError, match="retrain"):
         load_style(path, generator=save_generator(tiny_generator(1), tmp_path / "other.safetensors"))

@@ -108,6 +108,8 @@ def test_style_transfer_options():
             atol=1e-5, rtol=0,
         )
         assert model.blend_weights(0.5, 0.25) == [0.5] * 7 + [0.25] * 3
+        assert model.blend_weights(0.5, 0.25, color_from=9) == [0.5] * 7 + [0.0] * 2 + [0.25]  # layers 7-8: content's
+        assert model.blend_weights(0.5, 0.25, color_from=3) == model.blend_weights(0.5, 0.25)  # never into structure
 
 
 def test_extrinsic_path_trains():

@@ -212,12 +212,15 @@ class DualStyleGAN(nn.Module):
 
     # -- the one call for the app and notebooks -------------------------------------------------------
 
-    def blend_weights(self, structure: float = 0.75, color: float = 1.0) -> list[float]:
-        """Per-layer `interp_weights` from the two sliders: structure (layers <= res_index), colour (the rest).
+    def blend_weights(self, structure: float = 0.75, color: float = 1.0, color_from: int | None = None) -> list[float]:
+        """Per-layer `interp_weights` from the two sliders: structure (layers <= res_index), colour (the rest, or
+        from layer `color_from` on: the layers between keep the content's own code).
 
         The defaults are `style_transfer.py`'s `[0.75]*7 + [1]*11`.
         """
-        return [structure] * (self.res_index + 1) + [color] * (self.n_latent - self.res_index - 1)
+        structure_layers = self.res_index + 1
+        first = structure_layers if color_from is None else max(color_from, structure_layers)
+        return [structure] * structure_layers + [0.0] * (first - structure_layers) + [color] * (self.n_latent - first)
 
     def style_transfer(
         self,

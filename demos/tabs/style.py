@@ -83,6 +83,9 @@ def build(ctx: AppContext, page: Page) -> None:
                 layer_text = gr.Textbox(", ".join("0.6" if j <= 6 else "1" for j in range(n_latent)),
                                         label=f"{n_latent} weights, coarse to fine (layers 0-6: structure, above: "
                                         "colour)", elem_id="style-layers")
+                keep_face = gr.Button("Keep the face: colour on the last resolution's layers only (less style; "
+                                      "benchmarks/README.md, Which layers of the colour path lose the person)",
+                                      size="sm", elem_id="style-keep-face")
             buttons = job_buttons("Stylize")
             result = gr.Image(label="Result", format="png", height=280, interactive=False, elem_classes="face",
                               elem_id="style-result")
@@ -154,6 +157,14 @@ def build(ctx: AppContext, page: Page) -> None:
         return (face, tensor_to_pil(out.images["reconstruction"]), tensor_to_pil(stylized), rows,
                 in_photo(ctx, path, stylized))
 
+    @user_errors
+    def face_keeping(name: str | None, structure_value: float, color_value: float) -> tuple[bool, str]:
+        """The sliders' weights with the colour path moved to the last resolution, filled in and switched on."""
+        style = load(name)
+        weights = style.weights(structure_value, color_value, color_from=style.face_keeping_color_from)
+        return True, ", ".join(f"{w:g}" for w in weights)
+
+    keep_face.click(face_keeping, [style_name, structure, color], [per_layer, layer_text], api_name=False)
     page.tab.select(exemplars, style_name, gallery, api_name=False)
     style_name.change(exemplars, style_name, gallery, api_name=False)
     style_name.change(structure_for, style_name, structure, api_name=False)
