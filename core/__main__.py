@@ -547,6 +547,9 @@ def add_stylize_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--color", type=float, default=1.0, help="colour weight (fine layers)")
     parser.add_argument("--structure-only", action="store_true", help="take no colour from the exemplar")
     parser.add_argument("--preserve-color", action="store_true", help="keep the photo's own colours")
+    parser.add_argument("--keep-face", action="store_true",
+                        help="the colour path on the last resolution only: the photo's person kept far more often, "
+                             "less style (benchmarks/README.md, 'Which layers of the colour path lose the person')")
     parser.add_argument("--refine-steps", type=int,
                         help="steps fitting the encoder's code to the photo before the style (default: "
                              "core.style.REFINE_STEPS; 0: the encoder's code as it is; what they buy: "
@@ -601,7 +604,8 @@ def run_stylize(args: argparse.Namespace) -> int:
     args.refine_steps = REFINE_STEPS if args.refine_steps is None else args.refine_steps
     result = playground.stylize(crop, style, exemplar, encoder=args.encoder, structure=args.structure,
                                 color=args.color, structure_only=args.structure_only,
-                                preserve_color=args.preserve_color, refine_steps=args.refine_steps)
+                                preserve_color=args.preserve_color, keep_face=args.keep_face,
+                                refine_steps=args.refine_steps)
     images = dict(result.images)
     if exemplar_image is not None:
         images["exemplar"] = pil_to_tensor(exemplar_image)
@@ -615,7 +619,7 @@ def run_stylize(args: argparse.Namespace) -> int:
     report = {"photo": str(args.photo), "style": style.name, "exemplar": args.exemplar if args.random_exemplar is None
               else f"random:{args.random_exemplar}", "structure": args.structure, "color": args.color,
               "structure_only": args.structure_only, "preserve_color": args.preserve_color,
-              "refine_steps": args.refine_steps,
+              "keep_face": args.keep_face, "refine_steps": args.refine_steps,
               "measures": result.measures}
     (args.out / "metrics.json").write_text(json.dumps(report, indent=1))
     m = result.measures

@@ -256,18 +256,21 @@ def refine_zplus(generator: Generator, photo: torch.Tensor, content: torch.Tenso
 @torch.no_grad()
 def stylize(photo: ImageSource | torch.Tensor, style: Style, encoder: EncoderModel, exemplar: int | torch.Tensor = 0,
             *, structure: float | None = None, color: float = 1.0, weights: list[float] | None = None,
-            structure_only: bool = False, preserve_color: bool = False, refine_steps: int = REFINE_STEPS,
-            progress: Progress | None = None) -> StyleResult:
+            structure_only: bool = False, preserve_color: bool = False, keep_face: bool = False,
+            refine_steps: int = REFINE_STEPS, progress: Progress | None = None) -> StyleResult:
     """An aligned photo in the style of one exemplar (an index, or a Z+ code: `encode_zplus` of a user's image, or a
     `sample_exemplars` draw), with FaceNet identity between the reconstruction and the result, and between the photo
     and the reconstruction (where identity is lost before any style). The encoder's code is fitted to the photo for
     `refine_steps` (0: the encoder's code as it is; `progress` sees the steps). `structure` None: the style's
-    recommended weight (`Style.structure`)."""
+    recommended weight (`Style.structure`); `keep_face`: the colour path on the last resolution only
+    (`Style.face_keeping_color_from`)."""
     target, content = encode_zplus(encoder, photo)
     if refine_steps:
         content = refine_zplus(style.generator, target, content, refine_steps, progress=progress)
     reconstruction = style.generator.synthesis(style.to_w(content), noise_mode="const").clamp(-1, 1)
-    weights = weights if weights is not None else style.weights(structure, color, structure_only=structure_only)
+    first_color = style.face_keeping_color_from if keep_face else None
+    weights = weights if weights is not None else style.weights(structure, color, structure_only=structure_only,
+                                                                color_from=first_color)
     stylized = style.transfer(content, exemplar, weights, preserve_color=preserve_color)
     images = {"photo": target, "reconstruction": reconstruction, "stylized": stylized}
     if isinstance(exemplar, int):

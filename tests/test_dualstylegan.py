@@ -7,9 +7,11 @@ import dataclasses
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from official import shared
+from PIL import Image
 from safetensors.torch import load_file
 from test_encoders import tiny_generator
 
@@ -104,6 +106,10 @@ def test_train_dualstylegan_runs_end_to_end_on_a_tiny_setting(tmp_path):
     unseen = sorted(shared("data/styles/ukiyoe").iterdir())[5]
     assert main([*common, "--exemplar", str(unseen), "--out", str(tmp_path / "own")]) == 0
     assert main([*common, "--random-exemplar", "3", "--preserve-color", "--out", str(tmp_path / "sampled")]) == 0
+    assert main([*common, "--exemplar", "2", "--structure", "1", "--keep-face", "--out", str(tmp_path / "kept")]) == 0
+    assert json.loads((tmp_path / "kept" / "metrics.json").read_text())["keep_face"]
+    kept, full = (np.asarray(Image.open(tmp_path / run / "stylized.png"), float) for run in ("kept", "cli"))
+    assert np.abs(kept - full).mean() > 0.5  # layers 5-7 drawn from the photo's code, not the exemplar's
     assert main([*common, "--exemplar", "7", "--out", str(tmp_path / "bad")]) == 2  # 3 exemplars only
 
 
