@@ -141,3 +141,23 @@ def test_noise_makes_the_latent_classifier_follow_the_attribute_not_the_rest_of_
         gradient = probe.grad.flatten(1)
         share[noise] = (gradient[:, 0].abs() / gradient.norm(dim=1)).mean().item()
     assert share[1.0] > share[0.0] + 0.1, share
+
+
+def test_codes_can_be_labelled_by_what_their_reconstruction_shows(tmp_path):
+    """`labels_from="reconstruction"`: each code's label is the image classifier's probabilities on the code's image
+    (a photo labelled blond whose code draws brown hair is labelled brown), computed once and cached per encoder."""
+    from core.registry import load_generator
+    from core.training.encoder import sample_wplus
+    from core.training.reference_edit import reconstruction_labels, train
+
+    G = load_generator("default").eval().requires_grad_(False)
+    torch.manual_seed(0)
+    codes = sample_wplus(G, 3).half()
+    cfg = ReferenceEditConfig(run_dir=str(tmp_path), labels_from="reconstruction")
+    labels = reconstruction_labels(cfg, "train", G, codes)
+    with torch.no_grad():
+        shown = torch.sigmoid(load_attribute_classifier().logits(G.synthesis(codes.float(), noise_mode="const")))
+    assert labels.shape == (3, len(CELEBA_ATTRIBUTES)) and torch.allclose(labels, shown, atol=1e-4)
+    assert torch.equal(reconstruction_labels(cfg, "train", G, codes[:1]), labels)  # read back, not recomputed
+    with pytest.raises(ValueError, match="labels-from"):
+        train(replace(cfg, labels_from="photo", data=str(tmp_path), labels=str(tmp_path / "none.csv")))

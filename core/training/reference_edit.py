@@ -3,8 +3,9 @@ released: the latent attribute classifier over W+ and the edit transformer it su
 (`python -m core train reference-edit`).
 
 Both models see codes only, never images, so the CPU suffices: the slow part is encoding the photos once.
-- Codes: the encoder's W+ of the prepared CelebA train faces with their CelebA labels, plus generator samples
-  (`encoder.sample_wplus`) labelled by the project's image attribute classifier (probabilities as soft labels).
+- Codes: the encoder's W+ of the prepared CelebA train faces, labelled by their photos' CelebA labels or (`--labels-from
+  reconstruction`) by the project's image attribute classifier on each code's reconstruction, plus generator samples
+  (`encoder.sample_wplus`) labelled by that classifier (probabilities as soft labels).
 - Latent classifier (`LatentAttributeClassifier`, the official LCNet layout, narrower): binary cross-entropy on
   the 40 attributes; its accuracy is reported per attribute on the encoded held-out faces.
 - Edit transformer (one model for every attribute, `EditTransformer(n_attributes=40)`): for a step's attribute,
@@ -62,6 +63,9 @@ class ReferenceEditConfig(RunConfig):
     generator: str = "default"  # the generator the encoder was trained for (registry name or file)
     data: str = ""  # prepared shards: train-*.npz (codes to train on), heldout-*.npz (accuracy); required
     labels: str = ""  # CelebA's attributes.csv (file, identity, split, 40 x ±1); required
+    labels_from: str = "celeba"  # what the encoded photos' codes are labelled with: "celeba" (the photo's labels) or
+        # "reconstruction" (the image classifier's probabilities on the code's image: what the code shows, where the
+        # photo's label also counts what the encoder lost, e.g. a blond photo encoded with brown hair)
     synthetic: int = 8000  # generator samples added to the encoded photos (soft labels from the image classifier)
     out: str = "runs/reference-edit.safetensors"  # the exported editor
     run_dir: str = "runs/reference_edit"  # the encoded codes (a rerun skips the encoding) and each phase's folder
@@ -87,8 +91,9 @@ class ReferenceEditConfig(RunConfig):
 
 
 def encode_split(cfg: ReferenceEditConfig, split: str, model, labels: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(codes [N, n_latent, D] float16, labels [N, 40] 0/1) of a split's labelled faces, cached in `cfg.cache`."""
-    cache = Path(cfg.run_dir) / f"codes-{split}.npz"
+    """(codes [N, n_latent, D] float16, labels [N, 40] 0/1) of a split's labelled faces, cached in `cfg.run_dir` per
+    encoder file."""
+    cache = Path(cfg.run_dir) / f"codes-{split}-{sha256_of(resolve(cfg.encoder))[:10]}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
             return torch.from_numpy(stored["codes"]), torch.from_numpy(stored["labels"]).float()
@@ -109,23 +114,38 @@ def encode_split(cfg: ReferenceEditConfig, split: str, model, labels: dict) -> t
 
 
 @torch.no_grad()
-def synthetic_codes(cfg: ReferenceEditConfig, G) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_codes(cfg: ReferenceEditConfig, G: Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Generator samples' W+ [N, n_latent, D] float16 and the image classifier's probabilities [N, 40]."""
-    cache = Path(cfg.run_dir) / f"codes-synthetic-{cfg.synthetic}.npz"
+    cache = Path(cfg.run_dir) / f"codes-synthetic-{cfg.synthetic}-{sha256_of(resolve(cfg.generator))[:10]}.npz"
     if cache.is_file():
         with np.load(cache) as stored:
             return torch.from_numpy(stored["codes"]), torch.from_numpy(stored["labels"]).float()
-    classifier = load_attribute_classifier()
     torch.manual_seed(cfg.seed)
-    codes, probabilities = [], []
-    for start in range(0, cfg.synthetic, 64):
-        ws = sample_wplus(G, min(64, cfg.synthetic - start))
-        codes.append(ws.half())
-        probabilities.append(torch.sigmoid(classifier.logits(G.synthesis(ws, noise_mode="const"))))
-    result = torch.cat(codes), torch.cat(probabilities)
+    codes = torch.cat([sample_wplus(G, min(64, cfg.synthetic - start)).half()
+                       for start in range(0, cfg.synthetic, 64)])
+    result = codes, image_probabilities(G, codes)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, codes=result[0].numpy(), labels=result[1].numpy())
     return result
+
+
+@torch.no_grad()
+def image_probabilities(G: Generator, codes: torch.Tensor) -> torch.Tensor:
+    """The image attribute classifier's probabilities [N, 40] on the codes' images."""
+    classifier = load_attribute_classifier()
+    return torch.cat([torch.sigmoid(classifier.logits(G.synthesis(chunk.float(), noise_mode="const")))
+                      for chunk in codes.split(64)])
+
+
+def reconstruction_labels(cfg: ReferenceEditConfig, split: str, G: Generator, codes: torch.Tensor) -> torch.Tensor:
+    """`image_probabilities` of a split's encoded codes, cached beside them."""
+    cache = Path(cfg.run_dir) / f"labels-reconstruction-{split}-{sha256_of(resolve(cfg.encoder))[:10]}.npz"
+    if cache.is_file():
+        with np.load(cache) as stored:
+            return torch.from_numpy(stored["labels"]).float()
+    labels = image_probabilities(G, codes)
+    np.savez(cache, labels=labels.numpy())
+    return labels
 
 
 def classifier_widths(cfg: ReferenceEditConfig, codes: torch.Tensor) -> tuple[int, ...]:
@@ -289,8 +309,8 @@ def held_still(labels: torch.Tensor, correlated: float, exclusive: Sequence[set[
             for i in range(len(r))]
 
 
-CLASSIFIER_OPTIONS = ("encoder", "data", "labels", "synthetic", "hidden", "classifier_steps", "batch", "lr", "seed",
-                      "classifier_noise")
+CLASSIFIER_OPTIONS = ("encoder", "data", "labels", "labels_from", "synthetic", "hidden", "classifier_steps", "batch",
+                      "lr", "seed", "classifier_noise")
 EDIT_OPTIONS = (*CLASSIFIER_OPTIONS, "attributes", "edit_steps", "edit_batch", "edit_lr", "edit_weights",
                 "correlated", "exclusive")
 
@@ -298,6 +318,8 @@ EDIT_OPTIONS = (*CLASSIFIER_OPTIONS, "attributes", "edit_steps", "edit_batch", "
 def train(cfg: ReferenceEditConfig) -> Path | None:
     """Encode (once), train both models (resuming where a run stopped), write them into one float16 file with the
     latent classifier's held-out accuracy table; None when the time budget ran out first."""
+    if cfg.labels_from not in ("celeba", "reconstruction"):
+        raise ValueError(f"--labels-from {cfg.labels_from!r}: 'celeba' or 'reconstruction'")
     started, clock = time.perf_counter(), time.time()
     _, _, device = setup_distributed(cfg.device)
     generator_file = resolve(cfg.generator)
@@ -306,6 +328,8 @@ def train(cfg: ReferenceEditConfig) -> Path | None:
     labels = read_labels(cfg.labels)
     codes, targets = encode_split(cfg, "train", model, labels)
     heldout_codes, heldout_labels = encode_split(cfg, "heldout", model, labels)
+    if cfg.labels_from == "reconstruction":
+        targets = reconstruction_labels(cfg, "train", G, codes)
     if cfg.synthetic:
         fake_codes, fake_labels = synthetic_codes(cfg, G)
         codes, targets = torch.cat([codes, fake_codes]), torch.cat([targets, fake_labels])
