@@ -90,10 +90,17 @@ class ReferenceEditConfig(RunConfig):
     log_kimg: float = 32.0  # log a line every this many thousand codes (or pairs)
 
 
+def cache_file(cfg: ReferenceEditConfig, stem: str, made_by: str) -> Path:
+    """`run_dir`/STEM-HASH.npz, HASH from the file (registry name or path) the cached arrays come from, so another
+    encoder or generator never reads them."""
+    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    return Path(cfg.run_dir) / f"{stem}-{sha256_of(resolve(made_by))[:10]}.npz"
+
+
 def encode_split(cfg: ReferenceEditConfig, split: str, model, labels: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(codes [N, n_latent, D] float16, labels [N, 40] 0/1) of a split's labelled faces, cached in `cfg.run_dir` per
     encoder file."""
-    cache = Path(cfg.run_dir) / f"codes-{split}-{sha256_of(resolve(cfg.encoder))[:10]}.npz"
+    cache = cache_file(cfg, f"codes-{split}", cfg.encoder)
     if cache.is_file():
         with np.load(cache) as stored:
             return torch.from_numpy(stored["codes"]), torch.from_numpy(stored["labels"]).float()
@@ -108,7 +115,6 @@ def encode_split(cfg: ReferenceEditConfig, split: str, model, labels: dict) -> t
     if not rows:
         raise FileNotFoundError(f"no labelled {split}-*.npz faces in {cfg.data} (`python -m core data prepare`)")
     result = torch.cat(codes), torch.from_numpy(np.stack(rows)).float()
-    cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, codes=result[0].numpy(), labels=result[1].numpy().astype(np.uint8))
     return result
 
@@ -116,7 +122,7 @@ def encode_split(cfg: ReferenceEditConfig, split: str, model, labels: dict) -> t
 @torch.no_grad()
 def synthetic_codes(cfg: ReferenceEditConfig, G: Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Generator samples' W+ [N, n_latent, D] float16 and the image classifier's probabilities [N, 40]."""
-    cache = Path(cfg.run_dir) / f"codes-synthetic-{cfg.synthetic}-{sha256_of(resolve(cfg.generator))[:10]}.npz"
+    cache = cache_file(cfg, f"codes-synthetic-{cfg.synthetic}", cfg.generator)
     if cache.is_file():
         with np.load(cache) as stored:
             return torch.from_numpy(stored["codes"]), torch.from_numpy(stored["labels"]).float()
@@ -124,7 +130,6 @@ def synthetic_codes(cfg: ReferenceEditConfig, G: Generator) -> tuple[torch.Tenso
     codes = torch.cat([sample_wplus(G, min(64, cfg.synthetic - start)).half()
                        for start in range(0, cfg.synthetic, 64)])
     result = codes, image_probabilities(G, codes)
-    cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, codes=result[0].numpy(), labels=result[1].numpy())
     return result
 
@@ -139,7 +144,7 @@ def image_probabilities(G: Generator, codes: torch.Tensor) -> torch.Tensor:
 
 def reconstruction_labels(cfg: ReferenceEditConfig, split: str, G: Generator, codes: torch.Tensor) -> torch.Tensor:
     """`image_probabilities` of a split's encoded codes, cached beside them."""
-    cache = Path(cfg.run_dir) / f"labels-reconstruction-{split}-{sha256_of(resolve(cfg.encoder))[:10]}.npz"
+    cache = cache_file(cfg, f"labels-reconstruction-{split}", cfg.encoder)
     if cache.is_file():
         with np.load(cache) as stored:
             return torch.from_numpy(stored["labels"]).float()
