@@ -15,7 +15,7 @@ from PIL import Image
 from core.attributes import CELEBA_ATTRIBUTES, load_attribute_classifier
 from core.faces import align_face, pil_to_tensor
 from core.reference_edit import load_reference_editor
-from core.registry import encoder_for, load_encoder
+from core.registry import encoder_for, load_encoder, made_for
 from core.training.attributes import read_labels
 from core.training.reference_edit import (
     EditTransformerTrainer,
@@ -88,10 +88,13 @@ def labelled_held_out() -> tuple[torch.Tensor, torch.Tensor]:
     return faces, torch.stack([torch.from_numpy(labels[p.name][1]).float() for p in photos])
 
 
-def test_shipped_reference_edit_moves_the_target_attribute_towards_the_reference(labelled_held_out):
+@pytest.mark.parametrize("generator", ["default", "face128-v2"])
+def test_shipped_reference_edit_moves_the_target_attribute_towards_the_reference(labelled_held_out, generator):
+    """Each generator's editor, over that generator's Style Transformer (checked by sha256)."""
     faces, labels = labelled_held_out
-    editor = load_reference_editor("face128-reference-edit", encoder=encoder_for("style_transformer"))
-    model = load_encoder(encoder_for("style_transformer"))
+    encoder = encoder_for("style_transformer", generator)
+    editor = load_reference_editor(made_for("reference_edit", generator), encoder=encoder)
+    model = load_encoder(encoder, generator=generator)
     classifier = load_attribute_classifier()
     attribute = "Smiling"
     index = classifier.index(attribute)
