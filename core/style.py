@@ -70,6 +70,13 @@ def recommended_structure(name: str, generator: str | os.PathLike = "default") -
     return float(entry.extra.get("structure", DEFAULT_STRUCTURE)) if entry is not None else DEFAULT_STRUCTURE
 
 
+def structure_layers(name: str, generator: str | os.PathLike = "default") -> int:
+    """How many coarse layers a shipped style's structure path drives (its `res_index` + 1), from the file's
+    metadata alone: the Style tab's per-layer weights start from it without loading the style."""
+    path = resolve_kind(style_entry(str(name), generator), KINDS["style"].registry)
+    return int(artifacts.read(path, "style", tensors=False)[1]["res_index"]) + 1
+
+
 def style_entry(name: str, generator: str | os.PathLike = "default") -> str:
     """A short style name ('fantasy') -> the registry name of that style made for `generator` (a registry name),
     else of any generator (so that loading it is refused with "retrain", not "unknown"); a registry name or a file

@@ -174,8 +174,9 @@ def test_the_style_tab_restyles_a_photo_on_the_embedded_model(browser, embedded_
         assert "the reconstruction is the photo's person" in measures and "identity kept by the style" in measures
         keep_screenshot(page, tmp_path / "style.png")
         page.get_by_text("Per-layer weights (override the two sliders)").click()
+        layers = page.locator("#style-layers textarea")  # the style's own structure layers at its recommended weight
+        assert layers.input_value() == ", ".join(["0.2"] * 7 + ["1"] * 5)
         page.locator("#style-keep-face").click()  # the sliders' weights, the colour path on the last resolution only
-        layers = page.locator("#style-layers textarea")
         page.wait_for_function("document.querySelector('#style-layers textarea').value.startsWith('0.2, ')")
         assert layers.input_value() == ", ".join(["0.2"] * 7 + ["0"] * 3 + ["1"] * 2)
         assert page.locator("#style-per-layer input").is_checked()

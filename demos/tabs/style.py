@@ -14,6 +14,7 @@ from core.style import (
     align_exemplar,
     encode_zplus,
     recommended_structure,
+    structure_layers,
     style_names,
 )
 from demos.common import PROGRESS, AppContext, Page, gpu, progress_callback, user_errors, user_message
@@ -44,6 +45,19 @@ def build(ctx: AppContext, page: Page) -> None:
         return recommended_structure(name, ctx.model_name) if name else DEFAULT_STRUCTURE
 
     n_latent = ctx.generator.n_latent
+
+    def layer_defaults(name: str | None) -> tuple[str, str]:
+        """The per-layer box's text and label for a style: its recommended structure weight on the layers its
+        structure path drives (from the file), colour 1 above."""
+        k = structure_layers(name, ctx.model_name) if name else 0
+        text = ", ".join(f"{w:g}" for w in [structure_for(name)] * k + [1.0] * (n_latent - k))
+        return text, f"{n_latent} weights, coarse to fine" + (f" (layers 0-{k - 1}: structure, above: colour)" if k
+                                                               else "")
+
+    def layer_box(name: str | None) -> dict:
+        text, label = layer_defaults(name)
+        return gr.update(value=text, label=label)
+
     gr.Markdown("Restyle a face after an artistic **exemplar** (DualStyleGAN): the photo is encoded into Z+, the "
                 "exemplar's code drives the style path — **structure** (face shape, on the coarse layers) and "
                 "**colour** (the fine layers) — with a weight each. " + (
@@ -80,9 +94,8 @@ def build(ctx: AppContext, page: Page) -> None:
                               "person, slower)", elem_id="style-fit")
             with gr.Accordion("Per-layer weights (override the two sliders)", open=False):
                 per_layer = gr.Checkbox(False, label="Use the per-layer weights", elem_id="style-per-layer")
-                layer_text = gr.Textbox(", ".join("0.6" if j <= 6 else "1" for j in range(n_latent)),
-                                        label=f"{n_latent} weights, coarse to fine (layers 0-6: structure, above: "
-                                        "colour)", elem_id="style-layers")
+                text, label = layer_defaults(names[0] if names else None)
+                layer_text = gr.Textbox(text, label=label, elem_id="style-layers")
                 keep_face = gr.Button("Keep the face: colour on the last resolution's layers only (less style; "
                                       "benchmarks/README.md, Which layers of the colour path lose the person)",
                                       size="sm", elem_id="style-keep-face")
@@ -168,6 +181,7 @@ def build(ctx: AppContext, page: Page) -> None:
     page.tab.select(exemplars, style_name, gallery, api_name=False)
     style_name.change(exemplars, style_name, gallery, api_name=False)
     style_name.change(structure_for, style_name, structure, api_name=False)
+    style_name.change(layer_box, style_name, layer_text, api_name=False)
     gallery.select(pick, None, [index, source], api_name=False)
     wire_job(ctx, page, buttons, run, [photo, style_name, source, index, seed, own, structure, color, structure_only,
                                        preserve_color, per_layer, layer_text, fit],
