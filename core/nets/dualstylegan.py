@@ -73,6 +73,16 @@ def color_transform(style_dim: int) -> EqualLinear:
     return layer
 
 
+def blend_weights(n_latent: int, res_index: int, structure: float, color: float, color_from: int | None = None
+                  ) -> list[float]:
+    """Per-layer `interp_weights` from the two sliders: structure (layers <= res_index), colour (the rest, or from
+    layer `color_from` on: the layers between keep the content's own code). A function of the two numbers alone, so
+    a style's defaults can be written from its file's metadata without building the model."""
+    structure_layers = res_index + 1
+    first = structure_layers if color_from is None else max(color_from, structure_layers)
+    return [structure] * structure_layers + [0.0] * (first - structure_layers) + [color] * (n_latent - first)
+
+
 class DualStyleGAN(nn.Module):
     """`DualStyleGAN(1024, 512, 8, 2, res_index=6)` is the official FFHQ model; smaller sizes are the same class.
 
@@ -213,14 +223,9 @@ class DualStyleGAN(nn.Module):
     # -- the one call for the app and notebooks -------------------------------------------------------
 
     def blend_weights(self, structure: float = 0.75, color: float = 1.0, color_from: int | None = None) -> list[float]:
-        """Per-layer `interp_weights` from the two sliders: structure (layers <= res_index), colour (the rest, or
-        from layer `color_from` on: the layers between keep the content's own code).
-
-        The defaults are `style_transfer.py`'s `[0.75]*7 + [1]*11`.
-        """
-        structure_layers = self.res_index + 1
-        first = structure_layers if color_from is None else max(color_from, structure_layers)
-        return [structure] * structure_layers + [0.0] * (first - structure_layers) + [color] * (self.n_latent - first)
+        """Per-layer `interp_weights` from the two sliders (`blend_weights` below); the defaults are
+        `style_transfer.py`'s `[0.75]*7 + [1]*11`."""
+        return blend_weights(self.n_latent, self.res_index, structure, color, color_from)
 
     def style_transfer(
         self,

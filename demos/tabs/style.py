@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from core.faces import tensor_to_pil
+from core.nets.dualstylegan import blend_weights
 from core.style import (
     DEFAULT_STRUCTURE,
     REFINE_STEPS,
@@ -50,7 +51,7 @@ def build(ctx: AppContext, page: Page) -> None:
         """The per-layer box's text and label for a style: its recommended structure weight on the layers its
         structure path drives (from the file), colour 1 above."""
         k = structure_layers(name, ctx.model_name) if name else 0
-        text = ", ".join(f"{w:g}" for w in [structure_for(name)] * k + [1.0] * (n_latent - k))
+        text = ", ".join(f"{w:g}" for w in blend_weights(n_latent, k - 1, structure_for(name), 1.0))
         return text, f"{n_latent} weights, coarse to fine" + (f" (layers 0-{k - 1}: structure, above: colour)" if k
                                                                else "")
 
