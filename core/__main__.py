@@ -307,7 +307,8 @@ def run_edit(args: argparse.Namespace) -> int:
         if args.traverse:
             write_traverse(playground, result, edits, args.traverse, args.frames, folder)
         if args.paste_back and face is not None:
-            pasted = playground.paste_back(pasted.image if pasted else pasted_photo, face, edited)
+            pasted = playground.paste_back(pasted.image if pasted else pasted_photo, face, edited,
+                                           unedited=result.reconstruction)
             entry["paste_back"] = pasted.measures
         report["faces"].append(entry)
         print(f"face {k}: {', '.join(f'{d.name} {s:+g}' for d, s in edits)} -> {folder}")

@@ -8,6 +8,11 @@ with a soft mask that follows the face's landmarks (jaw line and eyebrows, lifte
 exactly 0 outside the face, so every other pixel of the photo is returned bit for bit. The face's brightness and
 colour are matched to the photo on the mask's soft edge (one offset per channel), so a reconstruction that is a
 little darker than the photo leaves no visible seam.
+
+An edit can change more than the face (hair colour, a fringe, a beard below the jaw): given the crop before the
+edit (`unedited`), the mask also takes in the regions the edit changed clearly that touch the face, so a blond edit
+shows in the photo's hair instead of stopping at the forehead; changes that do not touch the face (the generator
+redrawing the background) stay the photo's.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from core.faces import AlignedFace, ImageSource, load_image, pil_to_tensor, warp
 
 FOREHEAD = 0.3  # the eyebrows lifted by this share of the chin-to-eyebrow height: the mask's top edge
 FEATHER = 0.06  # the mask's soft edge, as a share of the face's side in the photo
+CHANGED = 0.2  # an edit changed a pixel when the crops differ by this (mean over channels, [-1, 1] units, blurred)
 
 
 @dataclass
@@ -72,6 +78,38 @@ def face_mask(face: AlignedFace, width: int, height: int, feather: float = FEATH
     return mask.astype(np.float32)
 
 
+def changed_mask(face: AlignedFace, width: int, height: int, edited: torch.Tensor, unedited: torch.Tensor,
+                 inside: np.ndarray, feather: float = FEATHER, threshold: float = CHANGED) -> np.ndarray:
+    """[height, width] float32 in [0, 1]: where the edit changed the crop (`edited` against `unedited`, [3, S, S])
+    by more than `threshold`, in the regions of the photo that touch `inside` (the face mask's pixels over 0),
+    with holes filled and the same soft edge as the face mask. Worked out in the crop's bounding box only."""
+    change = (edited.float() - unedited.float()).abs().mean(0)
+    change = scipy.ndimage.gaussian_filter(change.numpy(), sigma=change.shape[-1] / 96)
+    (x0, y0), (x1, y1) = np.floor(face.quad.min(0)).astype(int), np.ceil(face.quad.max(0)).astype(int) + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    out = np.zeros((height, width), np.float32)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    a, b = crop_coordinates(face, xs.astype(np.float64), ys.astype(np.float64))
+    in_crop = (a > 0) & (a < 1) & (b > 0) & (b < 1)
+    grid = torch.from_numpy(np.stack([a[in_crop], b[in_crop]], -1) * 2 - 1).float().view(1, 1, -1, 2)
+    sampled = F.grid_sample(torch.from_numpy(change)[None, None], grid, mode="bilinear", align_corners=False)
+    changed = np.zeros(in_crop.shape, bool)
+    changed[in_crop] = sampled.view(-1).numpy() > threshold
+    up = face.landmarks[17:27].mean(0) - face.landmarks[8]  # chin to eyebrows: below the chin is clothes and background
+    changed &= (xs - face.landmarks[8, 0]) * up[0] + (ys - face.landmarks[8, 1]) * up[1] > 0
+    changed = scipy.ndimage.binary_opening(changed, iterations=max(1, round(0.01 * face.source_side)))
+    face_inside = inside[y0:y1, x0:x1]
+    joined = scipy.ndimage.binary_closing(changed | face_inside, iterations=max(1, round(0.015 * face.source_side)))
+    labels, _ = scipy.ndimage.label(joined)
+    touching = np.unique(labels[face_inside])
+    region = scipy.ndimage.binary_fill_holes(np.isin(labels, touching[touching > 0])) & in_crop
+    ramp = np.clip(scipy.ndimage.distance_transform_edt(region) / max(feather * face.source_side, 1.0), 0, 1)
+    out[y0:y1, x0:x1] = ramp * ramp * (3 - 2 * ramp)
+    return out
+
+
 def warp_to_photo(face: AlignedFace, crop: torch.Tensor, xs: np.ndarray, ys: np.ndarray) -> torch.Tensor:
     """The crop [3, S, S] in [-1, 1] sampled (bicubic) at photo pixels (xs, ys): [3, len(xs)]."""
     a, b = crop_coordinates(face, xs.astype(np.float64), ys.astype(np.float64))
@@ -91,10 +129,19 @@ def seam_ratio(result: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float
     return float(gradient(result)[edge].mean() / max(gradient(photo)[edge].mean(), 1e-6))
 
 
+def as_crop(image: ImageSource | torch.Tensor) -> torch.Tensor:
+    """[3, S, S] float in [-1, 1] on the CPU from an image or a [3, S, S] / [1, 3, S, S] tensor."""
+    image = (image if isinstance(image, torch.Tensor) else pil_to_tensor(image)).detach().float().cpu()
+    return image.reshape(-1, *image.shape[-3:])[0]
+
+
 def paste_back(photo: ImageSource, face: AlignedFace, crop: ImageSource | torch.Tensor, *,
-               feather: float = FEATHER, match_colour: bool = True, measure: bool = True) -> PasteBack:
+               unedited: ImageSource | torch.Tensor | None = None, feather: float = FEATHER,
+               match_colour: bool = True, measure: bool = True) -> PasteBack:
     """`crop` (an image the size of the aligned crop or any square size, e.g. an edited face; [3, S, S] or
     [1, 3, S, S] in [-1, 1] as a tensor) put back where `face` (from `align_face(photo)`) was found in `photo`.
+    `unedited` (the same face before the edit, the same size): the mask also covers what the edit changed around
+    the face (`changed_mask`), e.g. the hair of a hair-colour edit.
 
     measures: `outside_changed` (photo pixels outside the mask that differ: 0), `seam` (`seam_ratio`),
     `identity` (FaceNet cosine of the pasted face, re-aligned from the result, to the crop), `upsampling` (photo
@@ -103,17 +150,20 @@ def paste_back(photo: ImageSource, face: AlignedFace, crop: ImageSource | torch.
     """
     photo = load_image(photo)
     pixels = np.asarray(photo, dtype=np.uint8)
-    crop = (crop if isinstance(crop, torch.Tensor) else pil_to_tensor(crop)).detach().float().cpu()
-    crop = crop.reshape(-1, *crop.shape[-3:])[0]
+    crop = as_crop(crop)
     mask = face_mask(face, photo.width, photo.height, feather)
+    face_edge = (mask > 0) & (mask < 1)
+    if unedited is not None and mask.any():
+        unedited = F.interpolate(as_crop(unedited)[None], size=crop.shape[-2:], mode="area")[0]
+        mask = np.maximum(mask, changed_mask(face, photo.width, photo.height, crop, unedited, mask > 0, feather))
     ys, xs = np.nonzero(mask)
     result = pixels.copy()
     if len(xs):
         face_pixels = (warp_to_photo(face, crop, xs, ys).T.numpy() + 1) * 127.5  # [n, 3] in 0..255
         original = pixels[ys, xs].astype(np.float32)
         weight = mask[ys, xs, None]
-        if match_colour:  # one offset per channel, measured on the soft edge, where face and photo meet
-            edge = (weight[:, 0] < 1)
+        if match_colour:  # one offset per channel, measured where the face's own soft edge is still an edge
+            edge = face_edge[ys, xs] & (weight[:, 0] < 1)
             if edge.any():
                 face_pixels += (original[edge] - face_pixels[edge]).mean(0)
         blended = original + weight * (face_pixels - original)

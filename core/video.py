@@ -203,7 +203,8 @@ def edit_video(playground: Playground, clip: Clip, edits: Sequence[Edit], *, smo
     edited = playground.edit(result, edits, batch=8)
     frames, masks = list(clip.frames), []
     for n, (i, face) in enumerate(zip(with_face, faces, strict=True)):
-        pasted = paste_back(Image.fromarray(clip.frames[i]), face, edited[n], measure=False)
+        pasted = paste_back(Image.fromarray(clip.frames[i]), face, edited[n], unedited=result.reconstruction[n],
+                            measure=False)
         frames[i] = np.asarray(pasted.image)
         masks.append(pasted.mask > 0.5)
         report("paste", n + 1, len(with_face))

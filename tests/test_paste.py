@@ -61,6 +61,28 @@ def test_the_mask_is_zero_outside_the_crop_square(face, photo):
     assert xs.min() >= left and xs.max() <= right and ys.min() >= top and ys.max() <= bottom
 
 
+def test_a_hair_edit_shows_above_the_forehead_and_far_changes_stay_the_photos(photo, face):
+    """Given the crop before the edit, the mask takes in what the edit changed around the face (here a band over the
+    forehead, the hair of a hair-colour edit) but not a change that does not touch the face (a corner)."""
+    crop = faces.pil_to_tensor(face.image)[0]
+    size = crop.shape[-1]
+    edited = crop.clone()
+    edited[:, int(0.12 * size):int(0.32 * size), int(0.25 * size):int(0.75 * size)] = 1.0  # white hair above the brows
+    edited[:, :int(0.1 * size), :int(0.1 * size)] = -1.0  # the background's corner redrawn black
+    face_only, with_hair = (paste_back(photo, face, edited, unedited=before) for before in (None, crop))
+    a, b = (face.quad[0] + (face.quad[3] - face.quad[0]) * x + (face.quad[1] - face.quad[0]) * y
+            for x, y in ((0.5, 0.2), (0.05, 0.05)))  # the band's middle, the corner's, in photo pixels
+    hair, corner = (tuple(np.rint(p).astype(int)) for p in (a, b))
+    original = np.asarray(photo).astype(int)
+    assert face_only.mask[hair[1], hair[0]] == 0 and with_hair.mask[hair[1], hair[0]] == 1
+    assert np.asarray(with_hair.image)[hair[1], hair[0]].min() > 240  # the edit's white, not the photo's hair
+    assert with_hair.mask[corner[1], corner[0]] == 0
+    assert np.array_equal(np.asarray(with_hair.image)[corner[1], corner[0]], original[corner[1], corner[0]])
+    assert with_hair.measures["outside_changed"] == 0
+    same = paste_back(photo, face, crop, unedited=crop)  # no edit: the face's own mask
+    assert np.array_equal(same.mask, face_mask(face, photo.width, photo.height))
+
+
 def test_pasting_takes_a_tensor_of_any_size(photo, face):
     big = torch.nn.functional.interpolate(faces.pil_to_tensor(face.image), size=256, mode="bilinear")
     pasted = paste_back(photo, face, big)

@@ -114,8 +114,9 @@ def build(ctx: AppContext, page: Page) -> None:
             raise user_message("The photo of this inversion is no longer here: invert it again.", "No photo")
         ws = edited_latents(result, edits(state, family_name, values), ctx.generator.n_latent)
         edited = result.render(ctx.generator, ws).clamp(-1, 1)
+        unedited = result.render(ctx.generator, result.pivot).clamp(-1, 1)  # the mask takes in what the edit changed
         face = aligned_face(ctx, state.photo)
-        back = ctx.playground.paste_back(state.photo, face, edited)
+        back = ctx.playground.paste_back(state.photo, face, edited, unedited=unedited)
         state.folder.mkdir(parents=True, exist_ok=True)
         back.image.save(png := state.folder / "edited-photo.png")
         m = back.measures
