@@ -30,6 +30,7 @@ from core.faces import AlignedFace, ImageSource, load_image, pil_to_tensor, warp
 
 FOREHEAD = 0.3  # the eyebrows lifted by this share of the chin-to-eyebrow height: the mask's top edge
 FEATHER = 0.06  # the mask's soft edge, as a share of the face's side in the photo
+REACH = 0.12  # how far past the face an edit's change is taken in, as a share of the face's side (hair, not scenery)
 CHANGED = 0.2  # an edit changed a pixel when the crops differ by this (mean over channels, [-1, 1] units, blurred)
 
 
@@ -82,7 +83,8 @@ def changed_mask(face: AlignedFace, width: int, height: int, edited: torch.Tenso
                  inside: np.ndarray, feather: float = FEATHER, threshold: float = CHANGED) -> np.ndarray:
     """[height, width] float32 in [0, 1]: where the edit changed the crop (`edited` against `unedited`, [3, S, S])
     by more than `threshold`, in the regions of the photo that touch `inside` (the face mask's pixels over 0),
-    with holes filled and the same soft edge as the face mask. Worked out in the crop's bounding box only."""
+    within `REACH` of it and above the chin, with holes filled and the same soft edge as the face mask. Worked out
+    in the crop's bounding box only."""
     change = (edited.float() - unedited.float()).abs().mean(0)
     change = scipy.ndimage.gaussian_filter(change.numpy(), sigma=change.shape[-1] / 96)
     (x0, y0), (x1, y1) = np.floor(face.quad.min(0)).astype(int), np.ceil(face.quad.max(0)).astype(int) + 1
@@ -97,10 +99,11 @@ def changed_mask(face: AlignedFace, width: int, height: int, edited: torch.Tenso
     sampled = F.grid_sample(torch.from_numpy(change)[None, None], grid, mode="bilinear", align_corners=False)
     changed = np.zeros(in_crop.shape, bool)
     changed[in_crop] = sampled.view(-1).numpy() > threshold
+    face_inside = inside[y0:y1, x0:x1]
     up = face.landmarks[17:27].mean(0) - face.landmarks[8]  # chin to eyebrows: below the chin is clothes and background
     changed &= (xs - face.landmarks[8, 0]) * up[0] + (ys - face.landmarks[8, 1]) * up[1] > 0
+    changed &= scipy.ndimage.distance_transform_edt(~face_inside) < REACH * face.source_side
     changed = scipy.ndimage.binary_opening(changed, iterations=max(1, round(0.01 * face.source_side)))
-    face_inside = inside[y0:y1, x0:x1]
     joined = scipy.ndimage.binary_closing(changed | face_inside, iterations=max(1, round(0.015 * face.source_side)))
     labels, _ = scipy.ndimage.label(joined)
     touching = np.unique(labels[face_inside])

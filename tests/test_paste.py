@@ -67,15 +67,15 @@ def test_a_hair_edit_shows_above_the_forehead_and_far_changes_stay_the_photos(ph
     crop = faces.pil_to_tensor(face.image)[0]
     size = crop.shape[-1]
     edited = crop.clone()
-    edited[:, int(0.12 * size):int(0.32 * size), int(0.25 * size):int(0.75 * size)] = 1.0  # white hair above the brows
+    edited[:, int(0.14 * size):int(0.32 * size), int(0.25 * size):int(0.75 * size)] = 1.0  # white hair above the brows
     edited[:, :int(0.1 * size), :int(0.1 * size)] = -1.0  # the background's corner redrawn black
     face_only, with_hair = (paste_back(photo, face, edited, unedited=before) for before in (None, crop))
     a, b = (face.quad[0] + (face.quad[3] - face.quad[0]) * x + (face.quad[1] - face.quad[0]) * y
-            for x, y in ((0.5, 0.2), (0.05, 0.05)))  # the band's middle, the corner's, in photo pixels
+            for x, y in ((0.5, 0.22), (0.05, 0.05)))  # the band's middle, the corner's, in photo pixels
     hair, corner = (tuple(np.rint(p).astype(int)) for p in (a, b))
     original = np.asarray(photo).astype(int)
-    assert face_only.mask[hair[1], hair[0]] == 0 and with_hair.mask[hair[1], hair[0]] == 1
-    assert np.asarray(with_hair.image)[hair[1], hair[0]].min() > 240  # the edit's white, not the photo's hair
+    assert face_only.mask[hair[1], hair[0]] == 0 and with_hair.mask[hair[1], hair[0]] > 0.9
+    assert np.asarray(with_hair.image)[hair[1], hair[0]].min() > 230  # the edit's white, not the photo's hair
     assert with_hair.mask[corner[1], corner[0]] == 0
     assert np.array_equal(np.asarray(with_hair.image)[corner[1], corner[0]], original[corner[1], corner[0]])
     assert with_hair.measures["outside_changed"] == 0
