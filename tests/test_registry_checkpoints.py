@@ -218,3 +218,7 @@ def test_the_second_generator_is_registered_beside_the_default_without_joining_i
     v1_directions = core.Playground.from_pretrained("default").directions()
     assert not torch.equal(pg.direction("Smiling").vector, next(d.vector for d in v1_directions if d.name == "Smiling"))
     assert "face128-v2" not in {entry.name for entry in space.family("default")}
+    from core.training.dualstylegan.export import read_stage2  # the styles for v2 start from its own stage II
+
+    assert registry.made_for("dualstylegan_stage2", "face128-v2") == "face128-v2-dualstylegan-stage2"
+    assert read_stage2(registry.made_for("dualstylegan_stage2", "face128-v2"), "face128-v2")
