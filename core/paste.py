@@ -9,10 +9,10 @@ exactly 0 outside the face, so every other pixel of the photo is returned bit fo
 colour are matched to the photo on the mask's soft edge (one offset per channel), so a reconstruction that is a
 little darker than the photo leaves no visible seam.
 
-An edit can change more than the face (hair colour, a fringe, a beard below the jaw): given the crop before the
-edit (`unedited`), the mask also takes in the regions the edit changed clearly that touch the face, so a blond edit
-shows in the photo's hair instead of stopping at the forehead; changes that do not touch the face (the generator
-redrawing the background) stay the photo's.
+An edit can change more than the face (hair colour, a fringe): given the crop before the edit (`unedited`), the
+mask also takes in the regions the edit changed clearly that touch the face, so a blond edit shows in the photo's
+hair instead of stopping at the forehead; changes below the chin, far from the face or not touching it (the
+generator redrawing clothes or background) stay the photo's.
 """
 
 from __future__ import annotations
@@ -62,6 +62,13 @@ def face_outline(face: AlignedFace) -> np.ndarray:
     return np.concatenate([jaw, (brows + FOREHEAD * up)[::-1]])
 
 
+def soft_edge(region: np.ndarray, width: float) -> np.ndarray:
+    """A boolean region as weights: 1 deeper than `width` pixels inside it, a smoothstep ramp (no kink where it
+    meets the flat inside) down to exactly 0 on its edge and outside."""
+    ramp = np.clip(scipy.ndimage.distance_transform_edt(region) / max(width, 1.0), 0, 1)
+    return (ramp * ramp * (3 - 2 * ramp)).astype(np.float32)
+
+
 def face_mask(face: AlignedFace, width: int, height: int, feather: float = FEATHER) -> np.ndarray:
     """[height, width] float32 in [0, 1]: 1 well inside the face outline, a smooth ramp `feather` x the face's side
     wide inside its edge, exactly 0 on and outside the edge (and outside the crop's square)."""
@@ -70,9 +77,7 @@ def face_mask(face: AlignedFace, width: int, height: int, feather: float = FEATH
     inside = np.asarray(outline, dtype=bool)
     if not inside.any():
         return np.zeros((height, width), np.float32)
-    depth = scipy.ndimage.distance_transform_edt(inside)
-    ramp = np.clip(depth / max(feather * face.source_side, 1.0), 0, 1)
-    mask = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no kink where the ramp meets the flat inside
+    mask = soft_edge(inside, feather * face.source_side)
     ys, xs = np.nonzero(mask)
     a, b = crop_coordinates(face, xs.astype(np.float64), ys.astype(np.float64))
     mask[ys, xs] *= ((a > 0) & (a < 1) & (b > 0) & (b < 1))
@@ -108,8 +113,7 @@ def changed_mask(face: AlignedFace, width: int, height: int, edited: torch.Tenso
     labels, _ = scipy.ndimage.label(joined)
     touching = np.unique(labels[face_inside])
     region = scipy.ndimage.binary_fill_holes(np.isin(labels, touching[touching > 0])) & in_crop
-    ramp = np.clip(scipy.ndimage.distance_transform_edt(region) / max(feather * face.source_side, 1.0), 0, 1)
-    out[y0:y1, x0:x1] = ramp * ramp * (3 - 2 * ramp)
+    out[y0:y1, x0:x1] = soft_edge(region, feather * face.source_side)
     return out
 
 
