@@ -22,7 +22,7 @@ from PIL import Image
 
 from benchmarks.common import machine
 from core.faces import NoFaceFound, align_face
-from core.paste import CHANGED, paste_back
+from core.paste import CHANGED, face_mask, paste_back
 from core.pipeline import Playground
 from core.threads import use_threads
 
@@ -69,16 +69,17 @@ def main(argv: list[str] | None = None) -> None:
         except NoFaceFound:
             continue
         result = playground.invert(face, "e4e")
+        photo = Image.open(path).convert("RGB")
+        face_area = face_mask(face, photo.width, photo.height).sum()
         unedited = result.reconstruction[0].clamp(-1, 1)
-        row_tiles = [Image.open(path).convert("RGB")]
+        row_tiles = [photo]
         for direction in EDITS:
             edited = playground.edit(result, [(direction, args.strength)])[0]
             for name, with_changes in MASKS.items():
                 pasted = paste_back(path, face, edited, unedited=unedited if with_changes else None)
-                face_area = paste_back(path, face, edited, measure=False).mask.sum() if with_changes else None
                 rows.append({"photo": path.name, "edit": direction, "mask": name,
                              "edit_shown": edit_shown(face, edited, unedited, pasted.mask),
-                             "mask_over_face": float(pasted.mask.sum() / face_area) if face_area else 1.0,
+                             "mask_over_face": float(pasted.mask.sum() / face_area),
                              **pasted.measures})
                 row_tiles.append(pasted.image)
         tiles.append(row_tiles)

@@ -56,10 +56,13 @@ def crop_coordinates(face: AlignedFace, xs: np.ndarray, ys: np.ndarray) -> tuple
 def face_outline(face: AlignedFace) -> np.ndarray:
     """The mask's polygon [N, 2] in photo pixels: the jaw line (landmarks 0-16), then the eyebrows (17-26) lifted
     over the forehead, right to left."""
-    points = face.landmarks
-    jaw, brows = points[0:17], points[17:27]
-    up = brows.mean(0) - points[8]  # chin to eyebrows
-    return np.concatenate([jaw, (brows + FOREHEAD * up)[::-1]])
+    jaw, brows = face.landmarks[0:17], face.landmarks[17:27]
+    return np.concatenate([jaw, (brows + FOREHEAD * chin_to_brows(face))[::-1]])
+
+
+def chin_to_brows(face: AlignedFace) -> np.ndarray:
+    """The face's up vector in photo pixels: from the chin (landmark 8) to the eyebrows' mean."""
+    return face.landmarks[17:27].mean(0) - face.landmarks[8]
 
 
 def soft_edge(region: np.ndarray, width: float) -> np.ndarray:
@@ -105,7 +108,7 @@ def changed_mask(face: AlignedFace, width: int, height: int, edited: torch.Tenso
     changed = np.zeros(in_crop.shape, bool)
     changed[in_crop] = sampled.view(-1).numpy() > threshold
     face_inside = inside[y0:y1, x0:x1]
-    up = face.landmarks[17:27].mean(0) - face.landmarks[8]  # chin to eyebrows: below the chin is clothes and background
+    up = chin_to_brows(face)  # below the chin is clothes and background
     changed &= (xs - face.landmarks[8, 0]) * up[0] + (ys - face.landmarks[8, 1]) * up[1] > 0
     changed &= scipy.ndimage.distance_transform_edt(~face_inside) < REACH * face.source_side
     changed = scipy.ndimage.binary_opening(changed, iterations=max(1, round(0.01 * face.source_side)))
