@@ -42,7 +42,7 @@ for run in $runs; do
     "${resume[@]}" "${facenet[@]}" "$@" > "runs-$name.log" 2>&1 &
 done
 wait || true
-names=$(for run in $runs; do echo "${run%%:*}"; done)
+names=$(for run in $runs; do printf "%s " "${run%%:*}"; done)   # space-separated: WEIGHTS' default below matches " NAME "
 for arch in $names; do
   tail -n 4 "runs-$arch.log"
   mkdir -p "runs/$arch" && cp "runs-$arch.log" "runs/$arch/train.log"
