@@ -188,14 +188,14 @@ def _read_directions(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor],
     return artifacts.read(resolve_kind(name_or_path, KINDS["directions"].registry), "directions")
 
 
-def load_directions(name_or_path: str | Path = "face128-directions") -> list[Direction]:
+def load_directions(name_or_path: str | Path = "face128-v2-directions") -> list[Direction]:
     """Directions saved with `save_directions`, by registry name or path, in the order they were saved."""
     tensors, header = _read_directions(name_or_path)
     return [Direction(item["name"], tensors[item["name"]], tuple(item["layers"]) if item["layers"] else None,
                       item["source"]) for item in json.loads(header["directions"])]
 
 
-def directions_metadata(name_or_path: str | Path = "face128-directions") -> dict:
+def directions_metadata(name_or_path: str | Path = "face128-v2-directions") -> dict:
     """The metadata saved with the directions (for the shipped ones: generator, recipe, strength range, measures)."""
     return json.loads(_read_directions(name_or_path)[1]["metadata"])
 

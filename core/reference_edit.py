@@ -1,7 +1,7 @@
 """Reference-based editing (Style Transformer, Hu et al. 2022): take one attribute from a reference photo.
 
     from core.reference_edit import load_reference_editor
-    editor = load_reference_editor("face128-reference-edit")
+    editor = load_reference_editor("face128-v2-reference-edit")
     edited_ws = editor.edit(source_ws, reference_ws, "Smiling")       # W+ codes of the Style Transformer encoder
     result = edit_by_reference(model, editor, "me.png", "them.png", "Smiling")   # aligned photos -> images + measures
 
@@ -77,7 +77,7 @@ def read_reference_editor(path: str | os.PathLike) -> ReferenceEditor:
                            tuple(meta["trained_attributes"].split(",")), meta)
 
 
-def load_reference_editor(name_or_path: str | os.PathLike = "face128-reference-edit", *,
+def load_reference_editor(name_or_path: str | os.PathLike = "face128-v2-reference-edit", *,
                           encoder: str | os.PathLike | None = None) -> ReferenceEditor:
     """The editor a registry name or file stands for; with `encoder` (a name or file), checked to be made for that
     encoder's codes (sha256), since another encoder's W+ is another space."""

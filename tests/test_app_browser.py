@@ -22,8 +22,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "app.png"
 UPDATE = os.environ.get("UPDATE_SCREENSHOT", "0") == "1"
-# the Reference tab's pair of held-out photos: a fair-haired woman takes a black-haired woman's hair (black hair is
-# the attribute the shipped editor transfers most often: models/face128/REFERENCE_EDIT.md)
+# the Reference tab's pair of held-out photos: a fair-haired woman takes a black-haired woman's hair (how often the
+# default editor transfers black hair: models/face128-v2/REFERENCE_EDIT.md)
 REFERENCE_PAIR, REFERENCE_ATTRIBUTE = (3, 17), "Black_Hair"
 
 pytestmark = [

@@ -43,7 +43,7 @@ def test_shipped_directions_are_unit_w_vectors_fitted_on_their_generator(name):
 
 
 def test_smiling_and_male_directions_move_the_classifier_score_their_way(generator):
-    by_name = {d.name: d for d in editing.load_directions("face128-directions")}
+    by_name = {d.name: d for d in editing.load_directions("face128-v2-directions")}
     rows = measure_directions(generator, load_attribute_classifier(), [by_name["Smiling"], by_name["Male"]],
                               samples=6, strengths=(-2.0, 2.0), progress=False)
     for row in rows:
@@ -54,8 +54,8 @@ def test_smiling_and_male_directions_move_the_classifier_score_their_way(generat
 
 def test_edit_tab_offers_the_shipped_directions_for_the_embedded_model_only(generator):
     assert family_names(generator, "default") == ["GANSpace", "SeFa", "InterFaceGAN"]
-    shipped = [d.name for d in editing.load_directions("face128-directions")]
-    offered = [d.name for d in direction_families(generator, "face128")["InterFaceGAN"]]
+    shipped = [d.name for d in editing.load_directions("face128-v2-directions")]
+    offered = [d.name for d in direction_families(generator, "default")["InterFaceGAN"]]
     assert sorted(offered) == sorted(shipped)
     # the selective conditional directions take the plain ones' places; the plain ones stay, at the end
     assert offered[:4] == ["Smiling", "Young|Male", "Male|Young", "Eyeglasses|Male"]

@@ -18,7 +18,7 @@ def test_installed_package_loads_the_default_model_outside_the_repo(tmp_path):
                     str(target), str(REPO)], check=True, cwd=tmp_path)
     script = ("import core, core.training.dualstylegan.phases; from core import load_generator; "
               "from core.registry import resolve; "
-              "g = load_generator('default'); print(core.__file__, g.size, resolve('face128-e4e'))")
+              "g = load_generator('default'); print(core.__file__, g.size, resolve('face128-v2-e4e'))")
     out = subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}).stdout
     assert out.startswith(str(target)) and " 128 " in out and str(target) in out.split()[-1], out

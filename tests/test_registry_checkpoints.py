@@ -205,20 +205,24 @@ def test_typed_loaders_check_the_kind_and_load_official_containers(tmp_path: Pat
         torch.testing.assert_close(model.encode(x), encoder(x) + latent_avg)
 
 
-def test_the_second_generator_is_registered_beside_the_default_without_joining_its_family():
+def test_the_default_is_the_second_generator_and_the_first_keeps_its_own_family():
     from core import space
 
-    v2, v1 = registry.resolve("face128-v2"), registry.resolve("default")
-    assert registry.sha256_of(v2) != registry.sha256_of(v1)
-    assert registry.load_generator("face128-v2").size == registry.load_generator("default").size == 128
+    v1, v2 = registry.resolve("face128"), registry.resolve("face128-v2")
+    assert registry.resolve("default") == v2 and registry.sha256_of(v2) != registry.sha256_of(v1)
+    assert registry.load_generator("face128").size == registry.load_generator("default").size == 128
     import core
 
-    pg = core.Playground.from_pretrained("face128-v2")  # the public pipeline on it, with the directions fitted on it
+    pg = core.Playground.from_pretrained("default")  # the public pipeline on it, with the directions fitted on it
     assert pg.size == 128 and {d.name for d in pg.directions()} >= {"Smiling", "Young", "Male", "Young|Male"}
-    v1_directions = core.Playground.from_pretrained("default").directions()
+    v1_directions = core.Playground.from_pretrained("face128").directions()
     assert not torch.equal(pg.direction("Smiling").vector, next(d.vector for d in v1_directions if d.name == "Smiling"))
-    assert "face128-v2" not in {entry.name for entry in space.family("default")}
-    from core.training.dualstylegan.export import read_stage2  # the styles for v2 start from its own stage II
+    default_family = {entry.name for entry in space.family("default")}
+    assert {"face128-v2", "face128-v2-e4e", "face128-v2-style-fantasy"} <= default_family
+    assert not {"face128", "face128-e4e", "face128-style-fantasy"} & default_family
+    assert {"face128-e4e", "face128-style-fantasy"} <= {entry.name for entry in space.family("face128")}
+    from core.training.dualstylegan.export import read_stage2  # each generator's styles start from its own stage II
 
-    assert registry.made_for("dualstylegan_stage2", "face128-v2") == "face128-v2-dualstylegan-stage2"
-    assert read_stage2(registry.made_for("dualstylegan_stage2", "face128-v2"), "face128-v2")
+    for generator in ("face128", "face128-v2"):
+        assert registry.made_for("dualstylegan_stage2", generator) == f"{generator}-dualstylegan-stage2"
+        assert read_stage2(registry.made_for("dualstylegan_stage2", generator), generator)

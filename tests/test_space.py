@@ -58,7 +58,7 @@ def tracked_by_lfs(relative: str, patterns: list[str]) -> bool:
 def test_export_prints_what_it_wrote(exported):
     folder, out = exported
     assert out.startswith(f"{len(files_of(folder))} files, ") and f"written to {folder}" in out
-    assert "*.safetensors in .gitattributes" in out and "  models/face128/G_ema.safetensors  17.4 MB" in out
+    assert "*.safetensors in .gitattributes" in out and "  models/face128-v2/G_ema.safetensors  17.4 MB" in out
 
 
 def test_snapshot_holds_the_app_core_weights_and_readme_and_nothing_else(snapshot):
@@ -69,12 +69,13 @@ def test_snapshot_holds_the_app_core_weights_and_readme_and_nothing_else(snapsho
                                  check=True).stdout.split())
     assert {f for f in tracked if f.endswith(".py") or f.endswith(".json")} <= files
     weights = {entry.path for entry in space.family("default")}
-    assert "models/face128/G_ema.safetensors" in weights and "models/face128/e4e.safetensors" in weights
-    assert weights <= files and "models/face128/MODEL_CARD.md" in files
+    assert "models/face128-v2/G_ema.safetensors" in weights and "models/face128-v2/e4e.safetensors" in weights
+    assert weights <= files and "models/face128-v2/MODEL_CARD.md" in files
     top_level = {f.split("/")[0] for f in files}
     assert top_level == {"core", "demos", "models", "README.md", "requirements.txt", "pre-requirements.txt",
                          "LICENSE", ".gitattributes"}
-    assert not any("__pycache__" in f or f.endswith(".pyc") or f.startswith("models/face128-v2") for f in files)
+    assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+    assert not {"models/face128/G_ema.safetensors", "models/face128/e4e.safetensors"} & files  # v1's family stays home
     assert not (snapshot / ".git").exists()
 
 

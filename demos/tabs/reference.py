@@ -18,9 +18,9 @@ MEASURE_HEADERS = ["measure", "value"]
 def build(ctx: AppContext, page: Page) -> None:
     gr.Markdown("Pick a photo and a **reference** photo: the Style Transformer encodes both, and its edit transformer "
                 "moves the photo's code towards the reference's value of one attribute, keeping the rest. The "
-                "measures come from the image attribute classifier and FaceNet. Against InterFaceGAN at the same "
-                "identity loss it transfers hair colour more often, age as often, smile and gender less often, and "
-                "moves the other attributes less (measures: models/face128/REFERENCE_EDIT.md).")
+                "measures come from the image attribute classifier and FaceNet. How often each attribute transfers, "
+                "against InterFaceGAN at the same identity loss: the editor's model card (REFERENCE_EDIT.md beside "
+                "the generator, e.g. models/face128-v2/).")
     try:
         attributes = list(ctx.reference_editor().trained)
     except gr.Error:  # no editor for this model: the tab says so when used

@@ -63,7 +63,7 @@ def build(ctx: AppContext, page: Page) -> None:
                 "exemplar's code drives the style path — **structure** (face shape, on the coarse layers) and "
                 "**colour** (the fine layers) — with a weight each. " + (
                     "" if names else "**No style is shipped for this model yet**: train one with `python -m core "
-                    "train dualstylegan --styles FOLDER` (models/face128/STYLES.md)."))
+                    "train dualstylegan --styles FOLDER` (models/face128-v2/STYLES.md)."))
     with gr.Row():
         with gr.Column(scale=3):
             photo, crop = photo_picker(ctx, "style")
