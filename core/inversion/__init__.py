@@ -121,7 +121,8 @@ def invert(
         pivot = settings.pivot
         if isinstance(pivot, str) and pivot in ENCODER_METHODS:  # an encoder's code as the pivot (PTI's e4e option)
             if encoder is None:
-                raise ValueError(f"pivot {pivot!r} needs encoder=... (e.g. core.registry.load_encoder('face128-v2-e4e'))")
+                raise ValueError(f"pivot {pivot!r} needs encoder=... "
+                                 "(e.g. core.registry.load_encoder('face128-v2-e4e'))")
             settings = settings.replace(pivot=encoder_pivot(encoder, size=encoder.encoder.input_size))
         result = pivotal_tuning(G, targets, settings, progress=progress, watch=watch)
         for each in result if isinstance(result, list) else [result]:
