@@ -134,7 +134,7 @@ def build_fresh(trainer) -> torch.nn.Module:
 
 
 def test_pti_with_an_e4e_pivot_starts_from_the_encoder_code(held_out):
-    model = load_encoder("face128-e4e")
+    model = load_encoder("face128-v2-e4e")  # the default generator's
     result = invert(model.decoder, held_out[:1], "pti", preset="fast", pivot="e4e", encoder=model, steps=3)
     with torch.no_grad():
         assert torch.allclose(result.pivot, model.encode(held_out[:1]), atol=1e-5)
