@@ -100,9 +100,10 @@ def aligned_crop(ctx: AppContext, photo: str | None) -> Image.Image:
     return face.image
 
 
-def in_photo(ctx: AppContext, photo: str, image: torch.Tensor) -> Image.Image:
-    """A face result [1, 3, S, S] put back into the uploaded photo it came from, full size (`core.paste`)."""
-    return ctx.playground.paste_back(photo, aligned_face(ctx, photo), image, measure=False).image
+def in_photo(ctx: AppContext, photo: str, image: torch.Tensor, unedited: torch.Tensor | None = None) -> Image.Image:
+    """A face result [1, 3, S, S] put back into the uploaded photo it came from, full size (`core.paste`); given the
+    face before the edit (`unedited`), the mask also takes in what the edit changed around the face (hair)."""
+    return ctx.playground.paste_back(photo, aligned_face(ctx, photo), image, unedited=unedited, measure=False).image
 
 
 def preset_locality(preset: str) -> bool:

@@ -126,6 +126,24 @@ def test_reference_edit_tab_gives_the_photo_the_reference_attribute(default_app)
         assert_image(cell["image"], 128)
 
 
+def test_reference_edit_of_hair_colour_shows_in_the_photos_hair(default_app):
+    """A hair-colour reference edit put back into the photo changes the photo around the face too (the paste's mask
+    takes in what the edit changed, given the encoded face before it), not only inside the face's landmark outline."""
+    from core.faces import align_face
+    from core.paste import face_mask
+
+    photos = sorted(face_photo().parent.glob("*.jpg")) if face_photo() else []
+    if len(photos) < 18:
+        pytest.skip("needs face photos in ../shared/data/faces/celeba/eval (../shared beside the repo)")
+    photo, reference = photos[3], photos[17]  # a fair-haired woman, a black-haired one (the browser test's pair)
+    client = Client(default_app.url, verbose=False)
+    *_, pasted = client.predict(handle_file(photo), handle_file(reference), "Black_Hair", api_name="/reference_edit")
+    original, result = pixels(photo).astype(float), pixels(pasted).astype(float)
+    changed = np.abs(result - original).max(axis=-1) > 0
+    inside = face_mask(align_face(photo, size=128), original.shape[1], original.shape[0]) > 0
+    assert changed[~inside].sum() > 0.2 * inside.sum(), (changed[~inside].sum(), inside.sum())
+
+
 def test_video_tab_edits_a_short_clip_and_refuses_a_long_one(default_app, tmp_path):
     from core.video import read_video, write_video
 

@@ -63,7 +63,7 @@ def build(ctx: AppContext, page: Page) -> None:
                  f"{'yes' if m['encoding_same_person'] else 'no'} ({m['encoding_identity']:.2f})"],
                 ["identity kept by the edit (FaceNet, edited vs photo encoded)",
                  f"{'yes' if m['same_person'] else 'no'} ({m['identity']:.2f})"]]
-        return source, other, cells, rows, in_photo(ctx, path, result.images["edited"])
+        return source, other, cells, rows, in_photo(ctx, path, result.images["edited"], result.images["source"])
 
     wire_job(ctx, page, buttons, edit, [photo, reference, attribute], [crop, reference_crop, gallery, table, pasted],
              "reference_edit", progress_on=gallery)
