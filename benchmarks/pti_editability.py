@@ -1,8 +1,8 @@
 """Does PTI keep W's editability? The PTI paper's central claim, measured on held-out faces of the embedded model.
 
     python -m benchmarks.pti_curves prepare                # once: 40 aligned held-out faces (8 per set)
-    python -m benchmarks.pti_editability --per-set 5 --json benchmarks/pti_editability.json \
-        --plot benchmarks/pti_editability.png
+    python -m benchmarks.pti_editability --generator face128 --per-set 5 --json benchmarks/pti_editability.json \
+        --plot benchmarks/pti_editability.png      # v1's table; the default generator's: pti_editability_v2.*
 
 Every face gets one W pivot (the projector: `--project-steps`, AlexNet LPIPS, lr 0.03, what the fast preset
 projects) and one e4e pivot (the embedded e4e's W+ code); every tuning setting of `SETTINGS` starts from one of them,
@@ -37,7 +37,7 @@ from core.faces import from_uint8
 from core.inversion import fit_latents, pivotal_tuning
 from core.inversion.pti import encoder_pivot, make_pivot
 from core.measures import lpips_distance, score_each
-from core.registry import load_encoder, load_generator
+from core.registry import load_encoder, load_generator, made_for
 from core.threads import use_threads
 
 FACES = Path(".carry/pti_curves/faces.npz")
@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard", default="0/1", help="i/n: every n-th face from the i-th (parallel processes)")
     parser.add_argument("--table", nargs="+", type=Path,
                         help="no runs: the table (and --plot) of these JSON files, merging a face's settings")
+    parser.add_argument("--generator", default="default", help="registry name (its directions and e4e come with it)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--faces", type=Path, default=FACES)
     parser.add_argument("--json", type=Path, help="per-face rows and the table (rerunning appends faces not yet in it)")
@@ -235,12 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     picked.sort(key=lambda i: (sets[:i].count(sets[i]), i))  # one face of every set first, then the next of each
     shard, shards = map(int, args.shard.split("/"))
     picked = picked[:args.limit][shard::shards]
-    G = load_generator("default")
+    G = load_generator(args.generator)
     classifier = load_attribute_classifier()
-    directions = {d.name: d for d in load_directions()}
+    directions = {d.name: d for d in load_directions(made_for("directions", args.generator))}
     components = [ganspace(G).direction(k) for k in range(3)]  # named pc0, pc1, pc2
     mask = face_mask(G.size)
-    e4e = load_encoder("face128-e4e", decoder=G) if any(SETTINGS[s][0] == "e4e" for s in args.settings) else None
+    uses_e4e = any(SETTINGS[s][0] == "e4e" for s in args.settings)
+    e4e = load_encoder(made_for("e4e", args.generator), decoder=G) if uses_e4e else None
     encoder = e4e and encoder_pivot(e4e, size=e4e.encoder.input_size)
     targets = from_uint8(torch.from_numpy(data["images"]))
     done = json.loads(args.json.read_text())["faces"] if args.json and args.json.is_file() else []

@@ -20,7 +20,7 @@ from core import artifacts
 from core.artifacts import KINDS, CheckpointError
 from core.checkpoints import read_torch_file
 from core.nets.stylegan2 import EqualLinear, Generator, as_wplus
-from core.registry import REGISTRY, cache_dir, resolve, resolve_kind
+from core.registry import REGISTRY, cache_dir, made_for, resolve, resolve_kind
 
 
 @dataclass(frozen=True)
@@ -184,18 +184,20 @@ def save_directions(directions: Sequence[Direction], path: str | Path, metadata:
     return artifacts.write(path, "directions", {d.name: d.vector.float() for d in directions}, header)
 
 
-def _read_directions(name_or_path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_directions(name_or_path: str | Path | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    name_or_path = made_for("directions") if name_or_path is None else name_or_path
     return artifacts.read(resolve_kind(name_or_path, KINDS["directions"].registry), "directions")
 
 
-def load_directions(name_or_path: str | Path = "face128-v2-directions") -> list[Direction]:
-    """Directions saved with `save_directions`, by registry name or path, in the order they were saved."""
+def load_directions(name_or_path: str | Path | None = None) -> list[Direction]:
+    """Directions saved with `save_directions`, by registry name or path, in the order they were saved (None: the
+    ones the registry made for the `default` generator)."""
     tensors, header = _read_directions(name_or_path)
     return [Direction(item["name"], tensors[item["name"]], tuple(item["layers"]) if item["layers"] else None,
                       item["source"]) for item in json.loads(header["directions"])]
 
 
-def directions_metadata(name_or_path: str | Path = "face128-v2-directions") -> dict:
+def directions_metadata(name_or_path: str | Path | None = None) -> dict:
     """The metadata saved with the directions (for the shipped ones: generator, recipe, strength range, measures)."""
     return json.loads(_read_directions(name_or_path)[1]["metadata"])
 

@@ -1,7 +1,7 @@
 """Reference-based editing (Style Transformer, Hu et al. 2022): take one attribute from a reference photo.
 
     from core.reference_edit import load_reference_editor
-    editor = load_reference_editor("face128-v2-reference-edit")
+    editor = load_reference_editor()  # the one made for the default generator
     edited_ws = editor.edit(source_ws, reference_ws, "Smiling")       # W+ codes of the Style Transformer encoder
     result = edit_by_reference(model, editor, "me.png", "them.png", "Smiling")   # aligned photos -> images + measures
 
@@ -26,7 +26,7 @@ from core.faces import ImageSource
 from core.inversion import as_targets, encoder_pivot
 from core.nets.encoders import EncoderModel
 from core.nets.style_transformer import EditTransformer, LatentAttributeClassifier
-from core.registry import resolve_kind
+from core.registry import made_for, resolve_kind
 
 
 @dataclass
@@ -77,10 +77,12 @@ def read_reference_editor(path: str | os.PathLike) -> ReferenceEditor:
                            tuple(meta["trained_attributes"].split(",")), meta)
 
 
-def load_reference_editor(name_or_path: str | os.PathLike = "face128-v2-reference-edit", *,
+def load_reference_editor(name_or_path: str | os.PathLike | None = None, *,
                           encoder: str | os.PathLike | None = None) -> ReferenceEditor:
-    """The editor a registry name or file stands for; with `encoder` (a name or file), checked to be made for that
-    encoder's codes (sha256), since another encoder's W+ is another space."""
+    """The editor a registry name or file stands for (None: the one made for the `default` generator); with `encoder`
+    (a name or file), checked to be made for that encoder's codes (sha256), since another encoder's W+ is another
+    space."""
+    name_or_path = made_for("reference_edit") if name_or_path is None else name_or_path
     path = resolve_kind(name_or_path, KINDS["reference_edit"].registry)
     editor = read_reference_editor(path)
     if encoder is not None:
